@@ -1,0 +1,40 @@
+"""Shared test setup: offline hubs, quiet MindSpore on CPU, every test in its own working folder."""
+
+import os
+
+# Before any import that reads them: no test may reach a hub, and MindSpore logs only errors.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("GLOG_v", "3")
+
+import mindspore as ms  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from gptft import GPTConfig  # noqa: E402
+
+ms.set_device("CPU")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """PyNative mode unless a test compiles on purpose; files MindSpore drops land in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+@pytest.fixture
+def tiny_config():
+    """2 layers, width 32, 4 heads, vocabulary 99, 32 positions."""
+    return GPTConfig.preset("tiny")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+
+

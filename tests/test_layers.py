@@ -1,0 +1,101 @@
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from gptft.layers import Dropout, LayerNorm, gelu_exact, gelu_tanh, mix32
+
+
+def reference_mask(cell: Dropout, call: int, size: int) -> np.ndarray:
+    """The mask `Dropout` must draw on its `call`-th training call, computed with NumPy."""
+    with np.errstate(over="ignore"):
+        seed = mix32(np.uint32(call) * np.uint32(0x9E3779B1) + cell.key.asnumpy())
+        index = np.arange(size, dtype=np.uint32) * np.uint32(0x9E3779B1)
+    bits = mix32(index ^ seed) & np.uint32((1 << 24) - 1)
+    return bits < cell.threshold.asnumpy()
+
+
+def test_dropout_masks_follow_the_hash_and_advance_per_call():
+    cell = Dropout(0.3)
+    cell.set_train(True)
+    x = Tensor(np.ones((4, 250), np.float32))
+    masks = []
+    for call in range(3):
+        y = cell(x).asnumpy()
+        assert int(cell.calls.asnumpy()) == call + 1
+        kept = y != 0
+        np.testing.assert_array_equal(kept.ravel(), reference_mask(cell, call, x.size))
+        np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)
+        masks.append(kept)
+    assert not np.array_equal(masks[0], masks[1])
+    assert abs(np.mean(masks) - 0.7) < 0.02
+
+
+def test_dropout_restored_counter_repeats_the_same_masks():
+    cell = Dropout(0.5)
+    cell.set_train(True)
+    x = Tensor(np.ones((64,), np.float32))
+    cell(x)
+    second = cell(x).asnumpy()
+    cell.calls.set_data(Tensor(1, ms.int32))  # as a resumed checkpoint would
+    np.testing.assert_array_equal(cell(x).asnumpy(), second)
+
+
+def test_dropout_is_identity_in_eval_and_counts_nothing():
+    cell = Dropout(0.5)
+    cell.set_train(False)
+    x = Tensor(np.arange(10, dtype=np.float32))
+    np.testing.assert_array_equal(cell(x).asnumpy(), x.asnumpy())
+    assert int(cell.calls.asnumpy()) == 0
+
+
+def test_dropout_cells_draw_different_masks():
+    a, b = Dropout(0.5), Dropout(0.5)
+    a.set_train(True)
+    b.set_train(True)
+    x = Tensor(np.ones((256,), np.float32))
+    assert not np.array_equal(a(x).asnumpy(), b(x).asnumpy())
+
+
+def test_dropout_mask_is_the_same_compiled():
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.drop = Dropout(0.4)
+
+        def construct(self, x):
+            return self.drop(x)
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    net = Net()
+    net.set_train(True)
+    y = net(Tensor(np.ones((3, 50), np.float32))).asnumpy()
+    np.testing.assert_array_equal(y.ravel() != 0, reference_mask(net.drop, 0, 150))
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0])
+def test_dropout_rejects_bad_probability(p):
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(p)
+
+
+def test_gelu_forms_match_their_formulas():
+    x = np.linspace(-8, 8, 1601).astype(np.float32)
+    x64 = x.astype(np.float64)
+    from scipy.special import erfc
+
+    exact = 0.5 * x64 * erfc(-x64 / np.sqrt(2))
+    tanh_form = 0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64**3)))
+    np.testing.assert_allclose(gelu_exact(Tensor(x)).asnumpy(), exact, atol=1e-6)
+    np.testing.assert_allclose(gelu_tanh(Tensor(x)).asnumpy(), tanh_form, atol=1e-6)
+    assert np.abs(exact - tanh_form).max() > 1e-4  # the two really are different functions
+
+
+def test_layer_norm_uses_its_weight_and_bias():
+    norm = LayerNorm(4, eps=1e-5)
+    norm.weight.set_data(Tensor(np.array([1, 2, 3, 4], np.float32)))
+    norm.bias.set_data(Tensor(np.array([0, 1, 0, 1], np.float32)))
+    x = np.array([[1, 2, 3, 10]], np.float32)
+    expected = (x - x.mean()) / np.sqrt(x.var() + 1e-5) * [1, 2, 3, 4] + [0, 1, 0, 1]
+    np.testing.assert_allclose(norm(Tensor(x)).asnumpy(), expected, rtol=1e-5)
+    assert [p.name for p in norm.get_parameters()] == ["weight", "bias"]
