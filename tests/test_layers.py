@@ -37,7 +37,7 @@ def test_dropout_restored_counter_repeats_the_same_masks():
     x = Tensor(np.ones((64,), np.float32))
     cell(x)
     second = cell(x).asnumpy()
-    cell.calls.set_data(Tensor(1, ms.int32))  # as a resumed checkpoint would
+    cell.calls.set_data(Tensor(np.array([1], np.int32)))  # as a resumed checkpoint would
     np.testing.assert_array_equal(cell(x).asnumpy(), second)
 
 

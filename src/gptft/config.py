@@ -6,6 +6,8 @@ concept and no aliases. Derived values are properties, so a config never changes
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from .errors import ConfigError
+
 LAYOUTS = ("post_ln", "pre_ln")
 ACTIVATION_NAMES = ("gelu_new", "gelu")
 
@@ -45,21 +47,21 @@ class GPTConfig:
         for name in ("vocab_size", "block_size", "n_embd", "n_layer", "n_head"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"model.{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig.n_head ({self.n_head}) must divide n_embd ({self.n_embd})")
+            raise ConfigError(f"model.n_head ({self.n_head}) must divide n_embd ({self.n_embd})")
         if self.n_inner is not None and (not isinstance(self.n_inner, int) or self.n_inner <= 0):
-            raise ValueError(f"GPTConfig.n_inner must be a positive integer or None, got {self.n_inner!r}")
+            raise ConfigError(f"model.n_inner must be a positive integer or None, got {self.n_inner!r}")
         if self.activation not in ACTIVATION_NAMES:
-            raise ValueError(f"GPTConfig.activation must be one of {ACTIVATION_NAMES}, got {self.activation!r}")
+            raise ConfigError(f"model.activation must be one of {ACTIVATION_NAMES}, got {self.activation!r}")
         if self.layout not in LAYOUTS:
-            raise ValueError(f"GPTConfig.layout must be one of {LAYOUTS}, got {self.layout!r}")
+            raise ConfigError(f"model.layout must be one of {LAYOUTS}, got {self.layout!r}")
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
-                raise ValueError(f"GPTConfig.{name} must be in [0, 1), got {value!r}")
+                raise ConfigError(f"model.{name} must be in [0, 1), got {value!r}")
         if not self.layer_norm_epsilon > 0 or not self.init_std > 0:
-            raise ValueError("GPTConfig.layer_norm_epsilon and init_std must be positive")
+            raise ConfigError("model.layer_norm_epsilon and init_std must be positive")
 
     @property
     def inner_size(self) -> int:
@@ -73,7 +75,7 @@ class GPTConfig:
     def preset(cls, name: str, **overrides) -> "GPTConfig":
         """A named configuration (`openai-gpt`, `gpt2`, `tiny`), optionally with some fields changed."""
         if name not in PRESETS:
-            raise ValueError(f"unknown model preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+            raise ConfigError(f"unknown model preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
         return replace(PRESETS[name], **overrides)
 
     def to_dict(self) -> dict:
@@ -84,7 +86,7 @@ class GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown GPTConfig key(s): {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown GPTConfig key(s): {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
         return cls(**values)
 
 
@@ -96,3 +98,83 @@ PRESETS = {
     # For tests: small enough that a training step takes milliseconds.
     "tiny": GPTConfig(vocab_size=99, block_size=32, n_embd=32, n_layer=2, n_head=4),
 }
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The fine-tuning recipe. Defaults are the GPT-1 paper's (Radford et al. 2018, Section 4.1)."""
+
+    lr: float = 6.25e-5
+    """Peak learning rate."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam's moment decay rates."""
+    eps: float = 1e-8
+    """Adam's epsilon."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay on matrices and embeddings (not on biases or layer-norm gains)."""
+    batch_size: int = 32
+    """Examples per optimizer step, over all micro-batches and all data-parallel workers."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step on each worker; the micro-batch is batch_size / (grad_accum * workers)."""
+    epochs: int = 3
+    """Passes over the training data."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: train all epochs); the schedule spans the shorter of the two."""
+    warmup: float = 0.002
+    """Fraction of the optimizer steps spent warming the learning rate up linearly (paper: 0.2%)."""
+    schedule: str = "linear"
+    """After warmup: `linear` decay to 0 (fine-tuning) or `cosine` (pre-training)."""
+    max_grad_norm: float = 1.0
+    """Clip gradients to this global norm; 0 disables clipping."""
+    lm_coef: float = 0.5
+    """λ, the weight of the auxiliary LM loss; 0 trains on the task loss alone and skips the LM head."""
+    classifier_dropout: float = 0.1
+    """Dropout before the task head's linear layer."""
+    seed: int = 42
+    """Seeds weight initialisation, data order and dropout: the same seed gives the same run."""
+    log_every: int = 10
+    """Write a metrics.jsonl record every this many optimizer steps."""
+    eval_every: int = 0
+    """Evaluate on the validation split every this many steps; 0 evaluates after each epoch."""
+    save_every: int = 0
+    """Also checkpoint every this many steps (checkpoints are always written at each evaluation and at the end)."""
+    keep_last: int = 2
+    """Checkpoints kept besides the best one."""
+    best_metric: str = ""
+    """Validation metric that picks the best checkpoint; empty means the task's first metric."""
+    patience: int = 0
+    """Stop after this many evaluations without a better best_metric; 0 never stops early."""
+    precision: str = "float32"
+    """float32, or float16 (dynamic loss scaling) / bfloat16 on GPU and Ascend."""
+
+    def __post_init__(self):
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if not (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
+            raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
+        for name in ("eps", "weight_decay", "max_grad_norm", "lm_coef"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("batch_size", "grad_accum", "epochs", "log_every", "keep_last"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
+        for name in ("max_steps", "eval_every", "save_every", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"train.{name} must be an integer >= 0, got {value!r}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"train.warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if self.schedule not in ("linear", "cosine"):
+            raise ConfigError(f"train.schedule must be 'linear' or 'cosine', got {self.schedule!r}")
+        if not 0 <= self.classifier_dropout < 1:
+            raise ConfigError(f"train.classifier_dropout must be in [0, 1), got {self.classifier_dropout}")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"train.grad_accum ({self.grad_accum}) must divide train.batch_size ({self.batch_size})")
+
+    def micro_batch_size(self, world_size: int = 1) -> int:
+        """Examples per forward pass on one worker."""
+        per_step = self.grad_accum * world_size
+        if self.batch_size % per_step:
+            raise ConfigError(f"train.batch_size ({self.batch_size}) must be divisible by grad_accum x workers ({per_step})")
+        return self.batch_size // per_step

@@ -60,7 +60,8 @@ class Dropout(nn.Cell):
         # An element is kept when 24 bits of its hash fall below this threshold.
         self.threshold = Tensor(np.uint32(round((1.0 - self.p) * (1 << 24))))
         self.key = Tensor(mix32(next(_site_keys) * _MUL_A % (1 << 32)), ms.uint32)
-        self.calls = Parameter(Tensor(0, ms.int32), name="calls", requires_grad=False)
+        # Shape (1,), not a scalar: MindSpore reports a 0-d parameter as (1,) once a graph has assigned it.
+        self.calls = Parameter(Tensor(np.zeros(1, np.int32)), name="calls", requires_grad=False)
 
     @staticmethod
     def _hash(h):
@@ -73,11 +74,26 @@ class Dropout(nn.Cell):
         if not self.training or self.p == 0.0:
             return x
         seed = self._hash(self.calls.astype(ms.uint32) * _U_MUL_A + self.key)
-        ops.assign_add(self.calls, ops.ones((), ms.int32))
+        ops.assign_add(self.calls, ops.ones((1,), ms.int32))
         index = ops.arange(0, x.size, dtype=ms.uint32).reshape(x.shape)
         bits = ops.bitwise_and(self._hash(ops.bitwise_xor(index * _U_MUL_A, seed)), _U_MASK_24)
         keep = (bits < self.threshold).astype(x.dtype)
         return x * keep * self.scale
+
+
+def named_parameters(cell: nn.Cell, trainable_only: bool = False) -> dict:
+    """`{path: Parameter}` by the cell tree (e.g. `h.0.attn.c_attn.weight`), in definition order.
+
+    MindSpore rewrites `Parameter.name` whenever a cell is nested in another (a GPT inside a task model
+    inside a train step reads `accumulate_cell.gradients.loss_cell.model.backbone.wte.weight`), so files
+    are keyed by these structural paths instead.
+    """
+    named = {}
+    for path, sub in cell.cells_and_names():
+        for attr, param in sub._params.items():  # the Parameters a cell holds as attributes
+            if param is not None and (param.requires_grad or not trainable_only):
+                named.setdefault(f"{path}.{attr}" if path else attr, param)
+    return named
 
 
 class LayerNorm(nn.Cell):

@@ -19,6 +19,7 @@ from safetensors.numpy import save_file
 from .config import GPTConfig
 from .errors import ModelFileError
 from .hub import MODEL_FILES, resolve_folder
+from .layers import named_parameters
 from .model import GPT
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -167,13 +168,13 @@ def load_gpt(name_or_path, **overrides) -> GPT:
             raise ModelFileError(f"{folder}: lm_head.weight differs from {embed_key}; gptft ties the LM head "
                                  "to the token embedding and cannot load an untied head")
     problems = []
-    for param in model.trainable_params():
-        key = _hf_key(param.name, family)
+    for name, param in named_parameters(model, trainable_only=True).items():
+        key = _hf_key(name, family)
         if key not in weights:
             problems.append(f"missing tensor {key}")
             continue
         value = weights.pop(key)
-        if param.name.endswith(_CONV1D):
+        if name.endswith(_CONV1D):
             value = value.T
         if tuple(value.shape) != tuple(param.shape):
             problems.append(f"tensor {key} has shape {tuple(value.shape)}, the config implies {tuple(param.shape)}")
@@ -191,9 +192,9 @@ def save_gpt(model: GPT, folder) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     family = _family(model.config)
     tensors = {}
-    for param in model.trainable_params():
+    for name, param in named_parameters(model, trainable_only=True).items():
         value = param.asnumpy()
-        tensors[_hf_key(param.name, family)] = np.ascontiguousarray(value.T if param.name.endswith(_CONV1D) else value)
+        tensors[_hf_key(name, family)] = np.ascontiguousarray(value.T if name.endswith(_CONV1D) else value)
     _write_atomically(folder / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     text = json.dumps(config_to_hf(model.config), indent=2) + "\n"
     _write_atomically(folder / "config.json", lambda tmp: tmp.write_text(text))

@@ -1,0 +1,105 @@
+"""The compiled training step: gradients, their all-reduce, accumulation, clipping and the AdamW update.
+
+It knows nothing about GPT: it takes a loss cell returning `(total, *parts)` and an `AdamW`. In
+GRAPH_MODE each call of a step cell runs one compiled graph, built once per input shape.
+
+With gradient accumulation over k micro-batches, the first k-1 call `accumulate` (gradients added into
+buffers) and the last calls `apply` (buffers plus its own gradients, divided by k, clipped, applied,
+buffers cleared), so the update equals one step on the k micro-batches together.
+"""
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from .optim import AdamW
+
+
+def global_norm(grads):
+    return ops.sqrt(ops.addn([ops.reduce_sum(g * g) for g in grads]))
+
+
+class _Gradients(nn.Cell):
+    """`(*batch) -> (loss parts, gradients)`, all-reduced (mean) across data-parallel workers."""
+
+    def __init__(self, loss_cell: nn.Cell, optimizer: AdamW, world_size: int, loss_scaler=None):
+        super().__init__()
+        self.loss_cell = loss_cell
+        self.grad_fn = ms.value_and_grad(self._scaled_loss, None, optimizer.params, has_aux=True)
+        self.reducer = nn.DistributedGradReducer(optimizer.params, mean=True, degree=world_size) if world_size > 1 else None
+        self.loss_scaler = loss_scaler
+
+    def _scaled_loss(self, *batch):
+        parts = self.loss_cell(*batch)
+        if self.loss_scaler is None:
+            return parts
+        return (self.loss_scaler.scale(parts[0]),) + tuple(parts[1:])
+
+    def construct(self, *batch):
+        parts, grads = self.grad_fn(*batch)
+        if self.loss_scaler is not None:
+            grads = self.loss_scaler.unscale(grads)
+            parts = (self.loss_scaler.unscale(parts[0]),) + tuple(parts[1:])
+        if self.reducer is not None:
+            grads = self.reducer(grads)
+        return parts, grads
+
+
+class TrainStep(nn.Cell):
+    """One optimizer step on one batch: `step(lr, eps, decay, *batch) -> (total, *parts, grad_norm)`.
+
+    `lr, eps, decay` are the scalars of `AdamW.scalars(step, lr)`; computing them on the host keeps the
+    schedule out of the graph and the step a pure function of its inputs and the parameters.
+
+    Args:
+        loss_cell: returns `(total, *parts)`; the gradient is that of `total`.
+        optimizer: the `AdamW` over the parameters to train.
+        max_grad_norm: clip gradients to this global norm (0 disables clipping).
+        accumulate: micro-batches per optimizer step; above 1 use `accumulate_cell` for all but the last.
+        world_size: data-parallel workers whose gradients are averaged.
+        loss_scaler: a `mindspore.amp.DynamicLossScaler` for float16 training, else None.
+    """
+
+    def __init__(self, loss_cell: nn.Cell, optimizer: AdamW, max_grad_norm: float = 1.0, accumulate: int = 1,
+                 world_size: int = 1, loss_scaler=None):
+        super().__init__()
+        self.gradients = _Gradients(loss_cell, optimizer, world_size, loss_scaler)
+        self.optimizer = optimizer
+        self.max_grad_norm = float(max_grad_norm)
+        self.accumulate = int(accumulate)
+        self.loss_scaler = loss_scaler
+        self.buffers = optimizer.params.clone(prefix="grad_buffer", init="zeros") if accumulate > 1 else None
+        self.accumulate_cell = _Accumulate(self.gradients, self.buffers) if accumulate > 1 else None
+
+    def construct(self, lr, eps, decay, *batch):
+        parts, grads = self.gradients(*batch)
+        if self.buffers is not None:
+            grads = tuple((g + b) / self.accumulate for g, b in zip(grads, self.buffers))
+            for b in self.buffers:
+                ops.assign(b, ops.zeros_like(b))
+        norm = global_norm(grads)
+        if self.max_grad_norm > 0:
+            scale = self.max_grad_norm / ops.maximum(norm, self.max_grad_norm)
+            grads = tuple(g * scale for g in grads)
+        if self.loss_scaler is None:
+            self.optimizer(grads, lr, eps, decay)
+        else:
+            finite = ms.amp.all_finite(grads)
+            self.loss_scaler.adjust(finite)
+            if finite:
+                self.optimizer(grads, lr, eps, decay)
+        return parts + (norm,)
+
+
+class _Accumulate(nn.Cell):
+    """A micro-batch that is not the last of its step: add its gradients to the buffers."""
+
+    def __init__(self, gradients: _Gradients, buffers):
+        super().__init__()
+        self.gradients = gradients
+        self.buffers = buffers
+
+    def construct(self, *batch):
+        parts, grads = self.gradients(*batch)
+        for b, g in zip(self.buffers, grads):
+            ops.assign_add(b, g)
+        return parts
