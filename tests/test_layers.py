@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from gptft.layers import Dropout, LayerNorm, gelu_exact, gelu_tanh, mix32
+from gptft.layers import Dropout, LayerNorm, gelu_exact, gelu_tanh, mix32, seed_dropout
 
 
 def reference_mask(cell: Dropout, call: int, size: int) -> np.ndarray:
     """The mask `Dropout` must draw on its `call`-th training call, computed with NumPy."""
     with np.errstate(over="ignore"):
-        seed = mix32(np.uint32(call) * np.uint32(0x9E3779B1) + cell.key.asnumpy())
+        seed = mix32(np.uint32(call) * np.uint32(0x9E3779B1) + cell.key.asnumpy().view(np.uint32))
         index = np.arange(size, dtype=np.uint32) * np.uint32(0x9E3779B1)
     bits = mix32(index ^ seed) & np.uint32((1 << 24) - 1)
     return bits < cell.threshold.asnumpy()
@@ -47,6 +47,30 @@ def test_dropout_is_identity_in_eval_and_counts_nothing():
     x = Tensor(np.arange(10, dtype=np.float32))
     np.testing.assert_array_equal(cell(x).asnumpy(), x.asnumpy())
     assert int(cell.calls.asnumpy()) == 0
+
+
+def test_seed_dropout_makes_masks_depend_on_seed_and_path_only():
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = Dropout(0.5), Dropout(0.5)
+
+        def construct(self, x):
+            return self.a(x), self.b(x)
+
+    x = Tensor(np.ones((256,), np.float32))
+
+    def masks(seed):
+        net = Net()
+        net.set_train(True)
+        seed_dropout(net, seed)
+        return [m.asnumpy() for m in net(x)]
+
+    first, again, other = masks(1), masks(1), masks(2)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)  # built later in the same process, same masks
+    assert not np.array_equal(first[0], first[1])  # two sites differ
+    assert not np.array_equal(first[0], other[0])  # another seed differs
 
 
 def test_dropout_cells_draw_different_masks():

@@ -4,6 +4,7 @@ Names follow nanoGPT (`n_layer`, `n_head`, `n_embd`, `block_size`, `vocab_size`)
 concept and no aliases. Derived values are properties, so a config never changes after it is built.
 """
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from .errors import ConfigError
@@ -121,7 +122,8 @@ class TrainConfig:
     max_steps: int = 0
     """Stop after this many optimizer steps (0: train all epochs); the schedule spans the shorter of the two."""
     warmup: float = 0.002
-    """Fraction of the optimizer steps spent warming the learning rate up linearly (paper: 0.2%)."""
+    """Linear warmup: a fraction of the optimizer steps when below 1 (paper, fine-tuning: 0.2%), else a
+    number of steps (paper, pre-training: 2000)."""
     schedule: str = "linear"
     """After warmup: `linear` decay to 0 (fine-tuning) or `cosine` (pre-training)."""
     max_grad_norm: float = 1.0
@@ -163,14 +165,20 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"train.{name} must be an integer >= 0, got {value!r}")
-        if not 0 <= self.warmup < 1:
-            raise ConfigError(f"train.warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if not self.warmup >= 0 or (self.warmup >= 1 and not float(self.warmup).is_integer()):
+            raise ConfigError(f"train.warmup must be a fraction in [0, 1) or a whole number of steps, got {self.warmup}")
         if self.schedule not in ("linear", "cosine"):
             raise ConfigError(f"train.schedule must be 'linear' or 'cosine', got {self.schedule!r}")
         if not 0 <= self.classifier_dropout < 1:
             raise ConfigError(f"train.classifier_dropout must be in [0, 1), got {self.classifier_dropout}")
         if self.batch_size % self.grad_accum:
             raise ConfigError(f"train.grad_accum ({self.grad_accum}) must divide train.batch_size ({self.batch_size})")
+
+    def warmup_steps(self, total_steps: int) -> int:
+        """Warmup steps for a run of `total_steps`."""
+        if self.warmup < 1:
+            return math.ceil(self.warmup * total_steps)
+        return min(int(self.warmup), total_steps)
 
     def micro_batch_size(self, world_size: int = 1) -> int:
         """Examples per forward pass on one worker."""

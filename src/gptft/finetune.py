@@ -28,7 +28,7 @@ from .config import TrainConfig
 from .device import Placement
 from .errors import ModelFileError
 from .formats import Batch
-from .layers import named_parameters
+from .layers import named_parameters, seed_dropout
 from .losses import TaskLoss
 from .metrics import compute_metrics, confusion_matrix
 from .model import GPT
@@ -41,12 +41,16 @@ from .train_step import TrainStep
 from .trainer import BatchSource, Trainer
 
 
-def build_task_model(backbone: GPT, task: Task, tokenizer: Tokenizer, dropout: float = 0.1) -> TaskModel:
-    """Grow the backbone's embedding for the task tokens (new rows N(0, 0.02)) and attach the task's head."""
+def build_task_model(backbone: GPT, task: Task, tokenizer: Tokenizer, dropout: float = 0.1, seed: int = 0) -> TaskModel:
+    """Grow the backbone's embedding for the task tokens (new rows N(0, 0.02)) and attach the task's head.
+
+    `seed` draws the new embedding rows and the head's weights.
+    """
     if tokenizer.vocab_size < backbone.config.vocab_size:
         raise ModelFileError(f"the tokenizer has {tokenizer.vocab_size} ids (task tokens included) but the model "
                              f"embeds {backbone.config.vocab_size}: they were not made for each other")
-    backbone.resize_token_embeddings(tokenizer.vocab_size)
+    backbone.resize_token_embeddings(tokenizer.vocab_size, seed=seed)
+    ms.set_seed(seed)
     return TaskModel(backbone, task.build_head(backbone.config.n_embd, dropout))
 
 
@@ -70,25 +74,36 @@ def evaluate(model: TaskModel, task: Task, batches: Sequence[Batch]) -> tuple[di
     return compute_metrics(task.metric_names, predictions, labels), predictions, logits
 
 
+def prediction_records(task: Task, predictions: np.ndarray, logits: list[np.ndarray], ids: Sequence | None = None) -> list[dict]:
+    """One record per example: `id`, then `label` and `probabilities` (classes), `score` (regression), or
+    `answer` and `probabilities` (multiple choice)."""
+    records = []
+    for i, (prediction, row) in enumerate(zip(predictions, logits)):
+        record = {"id": ids[i] if ids is not None else i}
+        if task.labels:
+            record["label"] = task.labels[int(prediction)]
+            record["probabilities"] = dict(zip(task.labels, task.probabilities(row[None])[0].round(6).tolist()))
+        elif task.is_regression:
+            record["score"] = float(prediction)
+        else:
+            record["answer"] = int(prediction)
+            record["probabilities"] = task.probabilities(row[None])[0].round(6).tolist()
+        records.append(record)
+    return records
+
+
 def write_predictions(path: Path, task: Task, predictions: np.ndarray, logits: list[np.ndarray],
-                      ids: Sequence | None = None) -> None:
-    """One JSON line per example: `id`, `prediction` (class name, answer index or score), `probabilities`."""
+                      ids: Sequence | None = None) -> list[dict]:
+    """Write `prediction_records` as JSON lines and return them."""
+    records = prediction_records(task, predictions, logits, ids)
     with open(path, "w") as handle:
-        for i, (prediction, row) in enumerate(zip(predictions, logits)):
-            record = {"id": ids[i] if ids is not None else i}
-            if task.labels:
-                record["label"] = task.labels[int(prediction)]
-                record["probabilities"] = dict(zip(task.labels, task.probabilities(row[None])[0].round(6).tolist()))
-            elif task.is_regression:
-                record["score"] = float(prediction)
-            else:
-                record["answer"] = int(prediction)
-                record["probabilities"] = task.probabilities(row[None])[0].round(6).tolist()
-            handle.write(json.dumps(record) + "\n")
+        handle.writelines(json.dumps(record) + "\n" for record in records)
+    return records
 
 
 def make_train_step(model: TaskModel, task: Task, config: TrainConfig, placement: Placement) -> TrainStep:
     loss = TaskLoss(model, task.loss_fn(), config.lm_coef)
+    seed_dropout(loss, config.seed)
     optimizer = AdamW(loss.trainable_params(), config.betas, config.eps, config.weight_decay)
     scaler = None
     if placement.precision != "float32":

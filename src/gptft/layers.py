@@ -9,6 +9,7 @@ a run resumed from a checkpoint would draw different masks. With this cell it dr
 
 import itertools
 import math
+import zlib
 
 import numpy as np
 import mindspore as ms
@@ -59,7 +60,8 @@ class Dropout(nn.Cell):
         self.scale = 1.0 / (1.0 - self.p)
         # An element is kept when 24 bits of its hash fall below this threshold.
         self.threshold = Tensor(np.uint32(round((1.0 - self.p) * (1 << 24))))
-        self.key = Tensor(mix32(next(_site_keys) * _MUL_A % (1 << 32)), ms.uint32)
+        self.key = Parameter(Tensor(_as_int32(mix32(next(_site_keys) * _MUL_A % (1 << 32)))), name="key",
+                             requires_grad=False)
         # Shape (1,), not a scalar: MindSpore reports a 0-d parameter as (1,) once a graph has assigned it.
         self.calls = Parameter(Tensor(np.zeros(1, np.int32)), name="calls", requires_grad=False)
 
@@ -73,7 +75,7 @@ class Dropout(nn.Cell):
     def construct(self, x):
         if not self.training or self.p == 0.0:
             return x
-        seed = self._hash(self.calls.astype(ms.uint32) * _U_MUL_A + self.key)
+        seed = self._hash(self.calls.astype(ms.uint32) * _U_MUL_A + self.key.astype(ms.uint32))
         ops.assign_add(self.calls, ops.ones((1,), ms.int32))
         index = ops.arange(0, x.size, dtype=ms.uint32).reshape(x.shape)
         bits = ops.bitwise_and(self._hash(ops.bitwise_xor(index * _U_MUL_A, seed)), _U_MASK_24)
@@ -94,6 +96,24 @@ def named_parameters(cell: nn.Cell, trainable_only: bool = False) -> dict:
             if param is not None and (param.requires_grad or not trainable_only):
                 named.setdefault(f"{path}.{attr}" if path else attr, param)
     return named
+
+
+def _as_int32(value) -> np.ndarray:
+    """A uint32 hash as a one-element int32 array (same bits), the dtype parameters are saved in."""
+    return np.asarray(value, np.uint32).reshape(1).view(np.int32)
+
+
+def seed_dropout(cell: nn.Cell, seed: int) -> None:
+    """Give every `Dropout` under `cell` a key from `seed` and its path, and reset its call count.
+
+    Keys then depend on the run's seed and the model's structure only, so two runs with one seed draw
+    the same masks, in one process or two, whatever else was built before.
+    """
+    for path, sub in cell.cells_and_names():
+        if isinstance(sub, Dropout):
+            key = mix32(np.uint32(zlib.crc32(path.encode())) ^ mix32(np.uint32(seed % (1 << 32))))
+            sub.key.set_data(Tensor(_as_int32(key)))
+            sub.calls.set_data(Tensor(np.zeros(1, np.int32)))
 
 
 class LayerNorm(nn.Cell):

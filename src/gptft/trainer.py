@@ -156,7 +156,7 @@ class Trainer:
         total = steps_per_epoch * config.epochs
         if config.max_steps:
             total = min(total, config.max_steps)
-        warmup = math.ceil(config.warmup * total)
+        warmup = config.warmup_steps(total)
         schedule = SCHEDULES[config.schedule]
         state = self._restore(resume)
         step_cell.set_train(True)
