@@ -3,16 +3,12 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from gptft.layers import Dropout, LayerNorm, gelu_exact, gelu_tanh, mix32, seed_dropout
+from gptft.layers import Dropout, LayerNorm, Linear, gelu_exact, gelu_tanh, keep_mask, seed_dropout
 
 
 def reference_mask(cell: Dropout, call: int, size: int) -> np.ndarray:
-    """The mask `Dropout` must draw on its `call`-th training call, computed with NumPy."""
-    with np.errstate(over="ignore"):
-        seed = mix32(np.uint32(call) * np.uint32(0x9E3779B1) + cell.key.asnumpy().view(np.uint32))
-        index = np.arange(size, dtype=np.uint32) * np.uint32(0x9E3779B1)
-    bits = mix32(index ^ seed) & np.uint32((1 << 24) - 1)
-    return bits < cell.threshold.asnumpy()
+    """The mask `Dropout` must draw on its `call`-th training call, from the NumPy specification."""
+    return keep_mask(int(cell.key.asnumpy().view(np.uint32)[0]), call, size, cell.p)
 
 
 def test_dropout_masks_follow_the_hash_and_advance_per_call():
@@ -123,3 +119,24 @@ def test_layer_norm_uses_its_weight_and_bias():
     expected = (x - x.mean()) / np.sqrt(x.var() + 1e-5) * [1, 2, 3, 4] + [0, 1, 0, 1]
     np.testing.assert_allclose(norm(Tensor(x)).asnumpy(), expected, rtol=1e-5)
     assert [p.name for p in norm.get_parameters()] == ["weight", "bias"]
+
+
+def test_dropout_masks_have_no_visible_structure():
+    """Kept share, neighbour correlation and row means of a 1M-element mask match independent draws."""
+    mask = keep_mask(key=12345, call=3, size=1 << 20, p=0.1).astype(np.float64)
+    assert abs(mask.mean() - 0.9) < 0.002
+    centred = mask - mask.mean()
+    spectrum = np.abs(np.fft.rfft(centred)) ** 2
+    autocorrelation = np.fft.irfft(spectrum)[1:2000] / (centred.var() * len(centred))
+    assert np.abs(autocorrelation).max() < 0.01
+    row_means = mask.reshape(1024, 1024).mean(axis=1)
+    assert 0.7 < row_means.std() / np.sqrt(0.09 / 1024) < 1.3
+    other_call = keep_mask(key=12345, call=4, size=1 << 20, p=0.1)
+    assert abs(np.corrcoef(mask, other_call)[0, 1]) < 0.01
+
+
+def test_linear_matches_its_formula(rng):
+    w, b = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    x = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    layer = Linear(Tensor(w), Tensor(b))
+    np.testing.assert_allclose(layer(Tensor(x)).asnumpy(), x @ w.T + b, rtol=1e-5, atol=1e-6)

@@ -13,10 +13,10 @@ from typing import Callable
 
 import mindspore as ms
 from mindspore import nn, ops
-from mindspore.common.initializer import Normal
+from mindspore.common.initializer import Normal, initializer
 
 from .errors import ConfigError
-from .layers import Dropout
+from .layers import Dropout, Linear
 
 # The score a padded choice gets: softmax gives it zero probability and argmax never picks it.
 PADDED_CHOICE_SCORE = -1e9
@@ -34,9 +34,9 @@ def mask_padded_choices(scores, positions):
     return ops.select(positions >= 0, scores, ops.full_like(scores, PADDED_CHOICE_SCORE))
 
 
-def _linear(n_in: int, n_out: int) -> nn.Dense:
+def _linear(n_in: int, n_out: int) -> Linear:
     # N(0, 0.02) as the paper's classifier, zero bias; drawn from MindSpore's seeded generator (set_seed).
-    return nn.Dense(n_in, n_out, weight_init=Normal(0.02), bias_init="zeros")
+    return Linear(initializer(Normal(0.02), (n_out, n_in), ms.float32), initializer("zeros", (n_out,), ms.float32))
 
 
 class ClassificationHead(nn.Cell):

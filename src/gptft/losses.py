@@ -47,14 +47,17 @@ def masked_lm_loss(backbone, hidden, ids, lm_mask):
     Shapes are static in a compiled graph, so padded positions cannot be dropped. Instead their hidden
     states are zeroed: their logits are then exactly 0, their cross-entropy exactly ln V, their gradient
     to every weight exactly 0. The fused kernel's mean is turned back into a sum, the padded rows' known
-    ln V removed, and the rest divided by the number of real targets.
+    ln V removed, and the rest divided by the number of real targets. All T positions are scored (the
+    last has no target and is masked): shifting the small id and mask tensors instead of the hidden
+    states avoids copying `(N, T-1, C)` forwards and backwards.
     """
     N, T, C = hidden.shape
-    target_mask = lm_mask[:, 1:]  # (N, T-1)
-    inputs = hidden[:, :-1] * target_mask.expand_dims(-1)
-    logits = backbone.lm_logits(inputs).reshape(N * (T - 1), -1)
-    mean = _sparse_cross_entropy(logits, ids[:, 1:].reshape(-1))
-    rows = N * (T - 1)
+    no_target = ops.zeros((N, 1), lm_mask.dtype)
+    target_mask = ops.concat((lm_mask[:, 1:], no_target), axis=1)  # (N, T)
+    targets = ops.concat((ids[:, 1:], ops.zeros((N, 1), ids.dtype)), axis=1)
+    logits = backbone.lm_logits(hidden * target_mask.expand_dims(-1)).reshape(N * T, -1)
+    mean = _sparse_cross_entropy(logits, targets.reshape(-1))
+    rows = N * T
     real = target_mask.sum()
     log_vocab = math.log(backbone.config.vocab_size)
     return (mean * rows - (rows - real) * log_vocab) / ops.maximum(real, 1.0)

@@ -18,7 +18,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from .config import GPTConfig
-from .layers import ACTIVATIONS, Dropout, LayerNorm
+from .layers import ACTIVATIONS, Dropout, LayerNorm, Linear
 
 # Added to the attention scores of future positions. Large enough that softmax gives them exactly zero
 # weight in float32, small enough to stay finite.
@@ -29,9 +29,8 @@ def _normal(rng: np.random.Generator, shape, std: float) -> Tensor:
     return Tensor(rng.normal(0.0, std, size=shape).astype(np.float32))
 
 
-def _dense(rng: np.random.Generator, n_in: int, n_out: int, std: float) -> nn.Dense:
-    return nn.Dense(n_in, n_out, weight_init=_normal(rng, (n_out, n_in), std),
-                    bias_init=Tensor(np.zeros(n_out, np.float32)))
+def _linear(rng: np.random.Generator, n_in: int, n_out: int, std: float) -> Linear:
+    return Linear(_normal(rng, (n_out, n_in), std), Tensor(np.zeros(n_out, np.float32)))
 
 
 class Embedding(nn.Cell):
@@ -51,8 +50,8 @@ class CausalSelfAttention(nn.Cell):
         self.n_head = config.n_head
         self.head_size = config.head_size
         self.scale = 1.0 / math.sqrt(config.head_size)
-        self.c_attn = _dense(rng, config.n_embd, 3 * config.n_embd, config.init_std)
-        self.c_proj = _dense(rng, config.n_embd, config.n_embd, config.init_std)
+        self.c_attn = _linear(rng, config.n_embd, 3 * config.n_embd, config.init_std)
+        self.c_proj = _linear(rng, config.n_embd, config.n_embd, config.init_std)
         self.attn_dropout = Dropout(config.attn_pdrop)
         self.resid_dropout = Dropout(config.resid_pdrop)
         # Built once here; construct slices it to the sequence length, which compiles to a constant.
@@ -61,11 +60,14 @@ class CausalSelfAttention(nn.Cell):
         self.qk = ops.BatchMatMul(transpose_b=True)
         self.av = ops.BatchMatMul()
 
+    def _heads(self, x, B, T):
+        return ops.transpose(x.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))  # (B, nh, T, hs)
+
     def construct(self, x):
         B, T, C = x.shape
-        qkv = self.c_attn(x).reshape(B, T, 3, self.n_head, self.head_size)
-        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B, nh, T, hs)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        # Split, then move heads forward: 6x faster fwd+bwd on CPU than indexing a (3, B, nh, T, hs) tensor.
+        q, k, v = ops.split(self.c_attn(x), C, axis=-1)
+        q, k, v = self._heads(q, B, T), self._heads(k, B, T), self._heads(v, B, T)
         att = self.qk(q * self.scale, k)  # (B, nh, T, T)
         att = att + self.causal_mask[:, :, :T, :T]
         att = self.attn_dropout(ops.softmax(att, axis=-1))
@@ -77,8 +79,8 @@ class CausalSelfAttention(nn.Cell):
 class MLP(nn.Cell):
     def __init__(self, config: GPTConfig, rng: np.random.Generator):
         super().__init__()
-        self.c_fc = _dense(rng, config.n_embd, config.inner_size, config.init_std)
-        self.c_proj = _dense(rng, config.inner_size, config.n_embd, config.init_std)
+        self.c_fc = _linear(rng, config.n_embd, config.inner_size, config.init_std)
+        self.c_proj = _linear(rng, config.inner_size, config.n_embd, config.init_std)
         self.act = ACTIVATIONS[config.activation]
         self.dropout = Dropout(config.resid_pdrop)
 
