@@ -96,4 +96,4 @@ def train_step(model, optimizer, batch, max_grad_norm=1.0):
     total.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
-    return float(total)
+    return float(total.detach())

@@ -31,6 +31,19 @@ def tiny_config():
     return GPTConfig.preset("tiny")
 
 
+@pytest.fixture(scope="session")
+def gpt2_folder(tmp_path_factory):
+    """GPT-2's real tokenizer files, as transformers expects them (vocab.json + merges.txt)."""
+    import shutil
+
+    from helpers import gpt2_files
+
+    folder = tmp_path_factory.mktemp("gpt2")
+    shutil.copy(gpt2_files() / "encoder.json", folder / "vocab.json")
+    shutil.copy(gpt2_files() / "vocab.bpe", folder / "merges.txt")
+    return folder
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

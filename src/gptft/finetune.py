@@ -133,24 +133,24 @@ def finetune(model: TaskModel, task: Task, train: BatchSource, validation: Seque
     trainer = Trainer(step, config, output_dir, evaluate=on_validation if validation else None,
                       best_metric=task.metric_names[0], placement=placement)
     state = trainer.fit(train, resume=resume)
+    result = {"state": state, "test": None, "model_dir": None}
+    if not placement.is_main:
+        return result  # the replicas are identical (see Trainer.fit); rank 0 alone tests and exports
     if state.get("best_step") is not None:
         best = trainer.checkpoints / ckpt.checkpoint_name(state["best_step"])
         model_state = {k: v for k, v in trainer.state.items() if not k.startswith("optimizer.")}
         ckpt.load_checkpoint(best, model_state, allow_extra=True)
-    result = {"state": state, "test": None, "model_dir": None}
     if test:
         metrics, predictions, logits = evaluate(model, task, test)
         result["test"] = metrics
-        if placement.is_main:
-            RunLog(output_dir / "metrics.jsonl").write({"step": state["step"], "split": "test", **metrics})
-            write_predictions(output_dir / "predictions-test.jsonl", task, predictions, logits, test_ids)
-            if task.labels:
-                labels = np.concatenate([b.labels for b in test])
-                matrix = confusion_matrix(predictions, labels, len(task.labels))
-                plot_confusion_matrix(matrix, task.labels, output_dir / "confusion_matrix.png", "test split")
-    if placement.is_main:
-        result["model_dir"] = output_dir / "model"
-        save_task_model(model, task, result["model_dir"], tokenizer)
+        RunLog(output_dir / "metrics.jsonl").write({"step": state["step"], "split": "test", **metrics})
+        write_predictions(output_dir / "predictions-test.jsonl", task, predictions, logits, test_ids)
+        if task.labels:
+            labels = np.concatenate([b.labels for b in test])
+            matrix = confusion_matrix(predictions, labels, len(task.labels))
+            plot_confusion_matrix(matrix, task.labels, output_dir / "confusion_matrix.png", "test split")
+    result["model_dir"] = output_dir / "model"
+    save_task_model(model, task, result["model_dir"], tokenizer)
     return result
 
 

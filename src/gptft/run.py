@@ -90,7 +90,6 @@ def train(config: RunConfig, resume: bool = False) -> dict:
               f"batch lengths {', '.join(map(str, train_batches.buckets))}")
     result = finetune(model, task, train_batches, validation, config.train, output_dir, test=test,
                       test_ids=test_ids, tokenizer=tokenizer, placement=placement, resume=resume)
-    result["padding_share"] = train_batches.padding_share()
     return result
 
 

@@ -26,6 +26,8 @@ class _Gradients(nn.Cell):
         self.loss_cell = loss_cell
         self.grad_fn = ms.value_and_grad(self._scaled_loss, None, optimizer.params, has_aux=True)
         self.reducer = nn.DistributedGradReducer(optimizer.params, mean=True, degree=world_size) if world_size > 1 else None
+        self.all_reduce = ops.AllReduce() if world_size > 1 else None
+        self.world_size = world_size
         self.loss_scaler = loss_scaler
 
     def _scaled_loss(self, *batch):
@@ -41,6 +43,8 @@ class _Gradients(nn.Cell):
             parts = (self.loss_scaler.unscale(parts[0]),) + tuple(parts[1:])
         if self.reducer is not None:
             grads = self.reducer(grads)
+            # Report the losses over the whole global batch, not this worker's share of it.
+            parts = tuple(self.all_reduce(p) / self.world_size for p in parts)
         return parts, grads
 
 

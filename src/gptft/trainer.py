@@ -8,6 +8,7 @@ the step number (schedule and bias correction) and the batch, and the data order
 seed and the epoch. A checkpoint stores the first two; the third is recomputed.
 """
 
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -65,6 +66,15 @@ def training_state(step: TrainStep) -> dict:
         state["loss_scale.value"] = step.loss_scaler.scale_value
         state["loss_scale.counter"] = step.loss_scaler.counter
     return state
+
+
+def fingerprint(state: dict) -> str:
+    """SHA-256 over every tensor of a training state, by name."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(state[name].asnumpy()).tobytes())
+    return digest.hexdigest()
 
 
 def _higher_is_better(metric: str) -> bool:
@@ -201,6 +211,9 @@ class Trainer:
         if stop:
             self._say(f"early stopping at step {state['step']}: {state['evals_without_improvement']} evaluations "
                       f"without a better {state.get('best_metric')}")
+        if self.placement.world_size > 1:
+            # Every worker prints this; equal fingerprints show the data-parallel replicas stayed in step.
+            print(f"rank {self.placement.rank}: final training state sha256 {fingerprint(self.state)}", flush=True)
         if self.placement.is_main:
             plot_learning_curves(self.log.records(), self.output_dir / "learning_curves.png")
         return state
