@@ -135,7 +135,7 @@ def test_missing_unexpected_and_misshaped_tensors_are_named(tmp_path):
         GPT.from_pretrained(tmp_path)
     message = str(error.value)
     assert "missing tensor h.1.ln_2.bias" in message
-    assert "tensor h.0.attn.c_proj.weight has shape (16, 32)" in message
+    assert "tensor h.0.attn.c_proj.weight has shape (32, 16), the config implies (32, 32)" in message  # as stored
     assert "unexpected tensor h.7.mlp.extra" in message
 
 

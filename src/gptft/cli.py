@@ -19,10 +19,11 @@ EXIT_BAD_INPUT = 2
 def _split_overrides(extra: list[str]) -> list[str]:
     overrides = []
     for item in extra:
-        if not item.startswith("--") or "=" not in item or "." not in item.split("=", 1)[0]:
+        if not item.startswith("--") or "=" not in item:
             from .errors import ConfigError
 
-            raise ConfigError(f"unrecognised argument {item!r}; overrides look like --section.key=value")
+            raise ConfigError(f"unrecognised argument {item!r}; overrides look like --section.key=value "
+                              "(or --key=value for a top-level key such as --device=gpu)")
         overrides.append(item[2:])
     return overrides
 

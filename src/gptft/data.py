@@ -78,11 +78,14 @@ def _read_local_file(path: Path):
         if builder == "csv" and lines < 2:
             raise DataError(f"{path}: the file holds no rows (only a header)")
     options = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+    datasets.disable_progress_bars()  # a local file converts in moments; its progress bar is only noise
     try:
         dataset = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
     except Exception as error:  # datasets wraps parser errors in many types; all mean "unreadable"
         cause = error.__cause__ or error
         raise DataError(f"{path}: cannot be read as {builder} ({type(cause).__name__}: {str(cause)[:200]})") from None
+    finally:
+        datasets.enable_progress_bars()
     if len(dataset) == 0:
         raise DataError(f"{path}: the file holds no rows")
     return dataset
@@ -329,7 +332,7 @@ def _digest(examples: Examples) -> str:
 def encode(examples: Examples, task: Task, tokenizer, cache_dir: str = "", use_cache: bool = True) -> Encoded:
     """Tokenize and format every example; cached on disk by tokenizer, format, length and content."""
     key = {"tokenizer": hashlib.sha256(tokenizer.backend.to_str().encode()).hexdigest(),
-           "kind": task.kind, "max_length": task.max_length, "truncation": task.truncation,
+           "kind": task.kind, "max_length": task.max_length, "truncation": task.truncation_mode,
            "data": _digest(examples), "version": 1}
     path = _cache_path(cache_dir, key) if use_cache else None
     if path is not None and path.is_file():

@@ -14,8 +14,10 @@ choice has extract position -1. Nothing here imports MindSpore.
 
 Truncation always keeps the special tokens. A single text keeps its head, its tail, or both
 (`head_tail`: the first quarter of the budget from the start, the rest from the end, since long reviews
-state their verdict at both ends; Sun et al. 2019 found head+tail best on IMDb). A pair removes tokens
-from the end of the longer part until it fits (BERT's "longest first").
+state their verdict at both ends; Sun et al. 2019 found head+tail best on IMDb). A pair either removes
+tokens from the end of the longer part until it fits (`longest_first`, BERT's rule, the default) or cuts
+only the first part, from its start, keeping the second whole (`first`: a multiple-choice context loses its
+oldest sentences, never the answer); an example whose second part alone is too long is then an error.
 """
 
 from dataclasses import dataclass
@@ -24,7 +26,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 FORMATS = ("classification", "entailment", "similarity", "multiple_choice")
-TRUNCATIONS = ("head", "tail", "head_tail")
+TRUNCATIONS = ("head", "tail", "head_tail")  # one text
+PAIR_TRUNCATIONS = ("longest_first", "first")  # two parts
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,20 @@ def truncate_single(ids: Sequence[int], budget: int, mode: str = "head_tail") ->
     raise ValueError(f"unknown truncation {mode!r}; choose one of {', '.join(TRUNCATIONS)}")
 
 
-def truncate_pair(first: Sequence[int], second: Sequence[int], budget: int) -> tuple[list[int], list[int]]:
-    """Shorten two parts to `budget` tokens in total, always cutting the end of the longer one."""
+def truncate_pair(first: Sequence[int], second: Sequence[int], budget: int,
+                  mode: str = "longest_first") -> tuple[list[int], list[int]]:
+    """Shorten two parts to `budget` tokens in total (`longest_first` or `first`, see the module notes)."""
     first, second = list(first), list(second)
     excess = len(first) + len(second) - budget
     if excess <= 0:
         return first, second
+    if mode == "first":
+        if len(second) > budget:
+            raise SequenceTooLong(f"the second part alone has {len(second)} tokens, more than the {budget} left "
+                                  "after the special tokens, even with the first part cut to nothing")
+        return first[excess:], second
+    if mode != "longest_first":
+        raise ValueError(f"unknown pair truncation {mode!r}; choose one of {', '.join(PAIR_TRUNCATIONS)}")
     # Cut the longer part down to the shorter one's length, then both alternately (longer first).
     longer, shorter = (first, second) if len(first) >= len(second) else (second, first)
     cut = min(excess, len(longer) - len(shorter))
@@ -89,26 +100,28 @@ def classification(text: Sequence[int], tokens: TaskTokens, max_length: int, tru
     return [[tokens.start, *truncate_single(text, budget, truncation), tokens.extract]]
 
 
-def entailment(premise: Sequence[int], hypothesis: Sequence[int], tokens: TaskTokens, max_length: int) -> list[list[int]]:
+def entailment(premise: Sequence[int], hypothesis: Sequence[int], tokens: TaskTokens, max_length: int,
+               truncation: str = "longest_first") -> list[list[int]]:
     """`[start] premise [delim] hypothesis [extract]`, one sequence."""
-    premise, hypothesis = truncate_pair(premise, hypothesis, _check_room(max_length, 3, "entailment"))
+    premise, hypothesis = truncate_pair(premise, hypothesis, _check_room(max_length, 3, "entailment"), truncation)
     return [[tokens.start, *premise, tokens.delimiter, *hypothesis, tokens.extract]]
 
 
-def similarity(text_a: Sequence[int], text_b: Sequence[int], tokens: TaskTokens, max_length: int) -> list[list[int]]:
+def similarity(text_a: Sequence[int], text_b: Sequence[int], tokens: TaskTokens, max_length: int,
+               truncation: str = "longest_first") -> list[list[int]]:
     """Both orderings, `[start] A [delim] B [extract]` and `[start] B [delim] A [extract]`."""
-    a, b = truncate_pair(text_a, text_b, _check_room(max_length, 3, "similarity"))
+    a, b = truncate_pair(text_a, text_b, _check_room(max_length, 3, "similarity"), truncation)
     return [[tokens.start, *a, tokens.delimiter, *b, tokens.extract],
             [tokens.start, *b, tokens.delimiter, *a, tokens.extract]]
 
 
 def multiple_choice(context: Sequence[int], answers: Sequence[Sequence[int]], tokens: TaskTokens,
-                    max_length: int) -> list[list[int]]:
+                    max_length: int, truncation: str = "longest_first") -> list[list[int]]:
     """`[start] context [delim] answer_k [extract]` for every answer k (each pair truncated on its own)."""
     budget = _check_room(max_length, 3, "multiple choice")
     sequences = []
     for answer in answers:
-        ctx, ans = truncate_pair(context, answer, budget)
+        ctx, ans = truncate_pair(context, answer, budget, truncation)
         sequences.append([tokens.start, *ctx, tokens.delimiter, *ans, tokens.extract])
     return sequences
 

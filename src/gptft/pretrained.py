@@ -174,11 +174,13 @@ def load_gpt(name_or_path, **overrides) -> GPT:
             problems.append(f"missing tensor {key}")
             continue
         value = weights.pop(key)
-        if name.endswith(_CONV1D):
-            value = value.T
-        if tuple(value.shape) != tuple(param.shape):
-            problems.append(f"tensor {key} has shape {tuple(value.shape)}, the config implies {tuple(param.shape)}")
+        conv1d = name.endswith(_CONV1D)
+        expected = tuple(reversed(param.shape)) if conv1d else tuple(param.shape)  # as stored in the file
+        if tuple(value.shape) != expected:
+            problems.append(f"tensor {key} has shape {tuple(value.shape)}, the config implies {expected}")
             continue
+        if conv1d:
+            value = value.T
         param.set_data(Tensor(np.ascontiguousarray(value, dtype=np.float32)))
     problems += [f"unexpected tensor {key}" for key in sorted(weights)]
     if problems:

@@ -16,6 +16,7 @@ from .config import GPTConfig
 from .errors import ConfigError, DataError, ModelFileError
 from .finetune import (build_task_model, evaluate, finetune, load_task_model, predict_logits, prediction_records,
                        write_predictions)
+from .heads import HEADS
 from .model import GPT
 from .runconfig import DataConfig, ModelSection, RunConfig, save
 from .tasks import Task
@@ -58,6 +59,9 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     """Fine-tune as `config` says; returns the result of `finetune` plus the padding share."""
     output_dir = Path(config.output_dir)
     _check_output_dir(output_dir, resume)
+    if config.task.head_name not in HEADS:  # before any slow work: custom heads register on import
+        raise ConfigError(f"task.head: unknown head {config.task.head_name!r}; registered heads: "
+                          f"{', '.join(sorted(HEADS))}")
     placement = device_module.setup(config.device, config.mode, config.train.precision)
     tokenizer = Tokenizer.from_pretrained(config.tokenizer_source)
     backbone = load_backbone(config.model, tokenizer, config.train.seed)

@@ -36,7 +36,8 @@ class Task:
         loss: `cross_entropy` or `mse`; default by kind.
         metrics: metric names, the first one deciding the best checkpoint; default by kind.
         max_length: the longest token sequence, special tokens included.
-        truncation: for a single text, `head`, `tail` or `head_tail`.
+        truncation: a single text keeps its `head`, `tail` or both (`head_tail`, the default); a pair is cut
+            `longest_first` (the default) or only in its `first` part (see `gptft.formats`).
 
     Example:
         >>> sst2 = Task("classification", labels=("negative", "positive"), max_length=128)
@@ -50,7 +51,7 @@ class Task:
     loss: str | None = None
     metrics: tuple[str, ...] | None = None
     max_length: int = 512
-    truncation: str = "head_tail"
+    truncation: str | None = None
 
     def __post_init__(self):
         if self.kind not in FIELDS:
@@ -71,8 +72,10 @@ class Task:
 
             if self.loss not in LOSSES:
                 raise ConfigError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if self.truncation not in formats.TRUNCATIONS:
-            raise ConfigError(f"unknown truncation {self.truncation!r}; choose one of {', '.join(formats.TRUNCATIONS)}")
+        allowed = formats.TRUNCATIONS if self.kind == "classification" else formats.PAIR_TRUNCATIONS
+        if self.truncation is not None and self.truncation not in allowed:
+            raise ConfigError(f"unknown truncation {self.truncation!r} for a {self.kind} task; choose one of "
+                              f"{', '.join(allowed)}")
         if not isinstance(self.max_length, int) or self.max_length < 4:
             raise ConfigError(f"task max_length must be an integer of at least 4, got {self.max_length!r}")
 
@@ -107,6 +110,10 @@ class Task:
         return ("accuracy", "f1") if self.num_outputs == 2 else ("accuracy", "macro_f1")
 
     @property
+    def truncation_mode(self) -> str:
+        return self.truncation or ("head_tail" if self.kind == "classification" else "longest_first")
+
+    @property
     def fields(self) -> tuple[str, ...]:
         return FIELDS[self.kind]
 
@@ -116,13 +123,14 @@ class Task:
 
     def format(self, example: dict, tokens: formats.TaskTokens) -> list[list[int]]:
         """The token sequences of one example, whose fields (`Task.fields`) hold token ids."""
+        mode = self.truncation_mode
         if self.kind == "classification":
-            return formats.classification(example["text"], tokens, self.max_length, self.truncation)
+            return formats.classification(example["text"], tokens, self.max_length, mode)
         if self.kind == "entailment":
-            return formats.entailment(example["premise"], example["hypothesis"], tokens, self.max_length)
+            return formats.entailment(example["premise"], example["hypothesis"], tokens, self.max_length, mode)
         if self.kind == "similarity":
-            return formats.similarity(example["text_a"], example["text_b"], tokens, self.max_length)
-        return formats.multiple_choice(example["context"], example["choices"], tokens, self.max_length)
+            return formats.similarity(example["text_a"], example["text_b"], tokens, self.max_length, mode)
+        return formats.multiple_choice(example["context"], example["choices"], tokens, self.max_length, mode)
 
     def build_head(self, n_embd: int, dropout: float = 0.1):
         from .heads import build_head

@@ -54,6 +54,10 @@ class TrainingDiverged(GptftError):
     """The loss became NaN or infinite."""
 
 
+class CheckpointWriteError(GptftError):
+    """A checkpoint could not be written (disk full, permissions); the previous ones are untouched."""
+
+
 def training_state(step: TrainStep) -> dict:
     """Everything a checkpoint must hold to resume exactly, by stable names."""
     state = named_parameters(step.gradients.loss_cell)
@@ -130,7 +134,12 @@ class Trainer:
     def _save(self, state: dict) -> None:
         if not self.placement.is_main:
             return
-        ckpt.save_checkpoint(self.checkpoints, state["step"], self.state, state)
+        try:
+            ckpt.save_checkpoint(self.checkpoints, state["step"], self.state, state)
+        except OSError as error:
+            raise CheckpointWriteError(f"could not write the checkpoint of step {state['step']} in {self.checkpoints} "
+                                       f"({error.strerror or error}); the earlier checkpoints are intact: free space "
+                                       "and continue with --resume") from error
         keep = {state["best_step"]} if state["best_step"] is not None else set()
         ckpt.prune(self.checkpoints, self.config.keep_last, keep)
 
