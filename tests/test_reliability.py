@@ -140,40 +140,38 @@ def test_an_answer_too_long_even_with_the_context_cut_to_nothing(previous_run, c
             "row 0: the second part alone has 40 tokens")
 
 
+def broken_model_folder(previous_run, destination, keep=("config.json", "tokenizer.json")):
+    """A copy of the run's model folder holding only the files in `keep`."""
+    folder, _ = previous_run
+    destination.mkdir()
+    for name in keep:
+        (destination / name).write_bytes((folder / "model" / name).read_bytes())
+    return destination
+
+
 def test_model_folder_problems(previous_run, capsys, tmp_path):
     folder, config = previous_run
-    out = str(folder / "attempt")
-    empty = tmp_path / "empty-model"
-    empty.mkdir()
-    (empty / "tokenizer.json").write_bytes((folder / "model" / "tokenizer.json").read_bytes())
-    run_bad(["train", str(config), "--output-dir", out, f"--model.pretrained={empty}"], capsys, previous_run,
-            "has no config.json")
-    pickled = tmp_path / "pickled"
-    pickled.mkdir()
-    for name in ("config.json", "tokenizer.json"):
-        (pickled / name).write_bytes((folder / "model" / name).read_bytes())
+    original = folder / "model"
+
+    def refused(model_dir, message):
+        run_bad(["train", str(config), "--output-dir", str(folder / "attempt"), f"--model.pretrained={model_dir}"],
+                capsys, previous_run, message)
+
+    refused(broken_model_folder(previous_run, tmp_path / "empty", keep=("tokenizer.json",)), "has no config.json")
+    pickled = broken_model_folder(previous_run, tmp_path / "pickled")
     (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04not unpickled")
-    run_bad(["train", str(config), "--output-dir", out, f"--model.pretrained={pickled}"], capsys, previous_run,
-            "never unpickles")
-    truncated = tmp_path / "truncated"
-    truncated.mkdir()
-    for name in ("config.json", "tokenizer.json"):
-        (truncated / name).write_bytes((folder / "model" / name).read_bytes())
-    (truncated / "model.safetensors").write_bytes((folder / "model" / "model.safetensors").read_bytes()[:5000])
-    run_bad(["train", str(config), "--output-dir", out, f"--model.pretrained={truncated}"], capsys, previous_run,
-            "not a readable safetensors file")
-    misshaped = tmp_path / "misshaped"
-    misshaped.mkdir()
-    for name in ("config.json", "tokenizer.json"):
-        (misshaped / name).write_bytes((folder / "model" / name).read_bytes())
-    tensors = load_file(str(folder / "model" / "model.safetensors"))
+    refused(pickled, "never unpickles")
+    truncated = broken_model_folder(previous_run, tmp_path / "truncated")
+    (truncated / "model.safetensors").write_bytes((original / "model.safetensors").read_bytes()[:5000])
+    refused(truncated, "not a readable safetensors file")
+    misshaped = broken_model_folder(previous_run, tmp_path / "misshaped")
+    tensors = load_file(str(original / "model.safetensors"))
     tensors["h.0.mlp.c_fc.weight"] = tensors["h.0.mlp.c_fc.weight"][:, :64]
     del tensors["h.1.ln_1.bias"]
     tensors["extra.weight"] = np.zeros(2, np.float32)
     save_file(tensors, str(misshaped / "model.safetensors"))
     folder_before = snapshot(misshaped)
-    run_bad(["train", str(config), "--output-dir", out, f"--model.pretrained={misshaped}"], capsys, previous_run,
-            "tensor h.0.mlp.c_fc.weight has shape (32, 64)")
+    refused(misshaped, "tensor h.0.mlp.c_fc.weight has shape (32, 64)")
     assert snapshot(misshaped) == folder_before
 
 
