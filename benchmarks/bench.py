@@ -251,7 +251,6 @@ def imdb_like_lengths(count: int, seed: int = 0):
 
 def batching(examples: int, max_length: int = 512, batch_size: int = 8) -> dict:
     """Padding share and epoch time (small model) of bucketed batches versus padding everything to 512."""
-    import mindspore as ms
     import numpy as np
 
     from gptft.data import Encoded, TrainBatches

@@ -7,7 +7,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from gptft import Tokenizer
-from gptft import data as data_module
 from gptft.data import (Encoded, TrainBatches, bucket_for, default_buckets, encode, eval_batches, load_split,
                         read_examples, split_off_validation)
 from gptft.errors import DataError

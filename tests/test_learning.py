@@ -1,16 +1,14 @@
 """Every head, on the tiny model, learns a small synthetic task: proof the whole path learns, not just runs."""
 
 import mindspore as ms
-import numpy as np
 import pytest
 from mindspore import nn, ops
 
 from gptft import GPT, GPTConfig
 from gptft.config import TrainConfig
 from gptft.finetune import build_task_model, evaluate, finetune
-from gptft.heads import HEADS, gather_extract, register_head
+from gptft.heads import HEADS, register_head
 from gptft.tasks import Task
-from gptft.task_model import TaskModel
 from synthetic import dataset, keyword, keyword_count, matching_answer, pair_keyword_count, keyword_in_both
 
 

@@ -3,7 +3,6 @@ the output folder left exactly as it was."""
 
 import csv
 import hashlib
-import json
 
 import numpy as np
 import pytest

@@ -2,7 +2,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 import torch
-from mindspore import Parameter, Tensor, nn, ops
+from mindspore import Parameter, Tensor, nn
 
 from gptft import GPT, GPTConfig
 from gptft.formats import TaskTokens

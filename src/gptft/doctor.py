@@ -178,7 +178,7 @@ def check_mindnlp() -> Check:
 def check_hub(timeout: float = 5.0) -> Check:
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        return Check("warn", "hub", f"HF_HUB_OFFLINE is set: models and datasets come from the local cache only")
+        return Check("warn", "hub", "HF_HUB_OFFLINE is set: models and datasets come from the local cache only")
     try:
         with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/api/models/openai-community/gpt2",
                                                            method="HEAD"), timeout=timeout):

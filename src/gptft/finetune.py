@@ -54,7 +54,7 @@ def build_task_model(backbone: GPT, task: Task, tokenizer: Tokenizer, dropout: f
     return TaskModel(backbone, task.build_head(backbone.config.n_embd, dropout))
 
 
-def predict_logits(model: TaskModel, batches: Sequence[Batch]) -> list[np.ndarray]:
+def predict_logits(model: TaskModel, task: Task, batches: Sequence[Batch]) -> list[np.ndarray]:
     """Task logits of every example, in batch order (one array per example; multiple choice varies in K)."""
     model.set_train(False)
     logits = []
@@ -62,13 +62,13 @@ def predict_logits(model: TaskModel, batches: Sequence[Batch]) -> list[np.ndarra
         out = model(Tensor(batch.ids), Tensor(batch.positions)).asnumpy()
         for row, positions in zip(out, batch.positions):
             # Drop padded choices, so an example's scores are exactly its own answers.
-            logits.append(row[positions >= 0] if row.shape == positions.shape else row)
+            logits.append(row[positions >= 0] if task.kind == "multiple_choice" else row)
     return logits
 
 
 def evaluate(model: TaskModel, task: Task, batches: Sequence[Batch]) -> tuple[dict, np.ndarray, list[np.ndarray]]:
     """(metrics, predictions, logits) over `batches`, whose labels are the truth."""
-    logits = predict_logits(model, batches)
+    logits = predict_logits(model, task, batches)
     predictions = np.array([task.predict(row[None])[0] for row in logits])
     labels = np.concatenate([batch.labels for batch in batches])
     return compute_metrics(task.metric_names, predictions, labels), predictions, logits

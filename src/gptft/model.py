@@ -14,7 +14,6 @@ import math
 from dataclasses import replace
 
 import numpy as np
-import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from .config import GPTConfig

@@ -123,7 +123,7 @@ def predict(model_dir, rows: list[dict], output=None, batch_size: int = 16) -> l
     examples = data_module.Examples(fields, [placeholder] * len(rows), list(range(len(rows))), "input")
     encoded = data_module.encode(examples, task, tokenizer, use_cache=False)
     batches, order = data_module.eval_batches(encoded, task, batch_size)
-    logits = predict_logits(model, batches)
+    logits = predict_logits(model, task, batches)
     by_input = [None] * len(rows)
     for position, row_logits in zip(order, logits):
         by_input[position] = row_logits
