@@ -97,3 +97,26 @@ def test_dynamic_loss_scaling_skips_overflowing_steps_and_shrinks_the_scale(rng)
     step(*optimizer.scalars(2, 0.1), Tensor(np.array([np.inf, 1, 1, 1], np.float32)))
     np.testing.assert_array_equal(loss.w.asnumpy(), after_good)  # the overflowing step changed nothing
     assert float(scaler.scale_value.asnumpy()) == 2.0**9
+
+
+def test_one_dynamic_graph_trains_every_length_exactly_like_one_graph_per_length(rng):
+    ms.set_context(mode=ms.GRAPH_MODE)
+    task = Task("classification", labels=("a", "b"))
+    batches = []
+    for length in (6, 11, 6, 17, 11, 4):  # micro-batches of four lengths
+        seqs = [task.format({"text": list(rng.integers(0, 99, rng.integers(1, length + 1)))}, TOKENS) for _ in range(4)]
+        batches.append(task.pack(seqs, rng.integers(0, 2, 4), length=length + 2))
+    static, static_model = task_step(2)
+    dynamic, dynamic_model = task_step(2)
+    dynamic.compile_for_any_length(batches[0])
+    for step in (static, dynamic):
+        step.set_train(True)
+        for t in range(len(batches) // 2):
+            first, second = batches[2 * t], batches[2 * t + 1]
+            step.accumulate_cell(*map(Tensor, first))
+            step(*step.optimizer.scalars(t + 1, 1e-3), *map(Tensor, second))
+    ours = named_parameters(dynamic_model, trainable_only=True)
+    for name, param in named_parameters(static_model, trainable_only=True).items():
+        np.testing.assert_allclose(ours[name].asnumpy(), param.asnumpy(), atol=2e-6, err_msg=name)
+    assert len(dynamic.compile_cache) == 1 and len(dynamic.accumulate_cell.compile_cache) == 1
+    assert len(static.compile_cache) == 3 and len(static.accumulate_cell.compile_cache) == 2

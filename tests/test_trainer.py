@@ -9,6 +9,7 @@ from gptft import GPT, GPTConfig
 from gptft.config import TrainConfig
 from gptft.errors import ConfigError
 from gptft.finetune import build_task_model, finetune, make_train_step
+from gptft.formats import Batch
 from gptft.device import Placement
 from gptft.layers import named_parameters
 from gptft.optim import AdamW
@@ -139,3 +140,23 @@ def test_finetune_writes_logs_predictions_plots_and_model(tmp_path):
     for png in ("learning_curves.png", "confusion_matrix.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "model" / "head.safetensors").is_file()
+
+
+def test_dynamic_length_fine_tunes_and_evaluates_like_one_graph_per_length(tmp_path):
+    def padded(batches, extra):
+        """The same batches right-padded by extra[i] tokens: new lengths, the same examples and losses."""
+        return [Batch(np.pad(b.ids, ((0, 0), (0, 0), (0, n))), b.positions,
+                      np.pad(b.lm_mask, ((0, 0), (0, 0), (0, n))), b.labels) for b, n in zip(batches, extra)]
+
+    results = []
+    for index, dynamic in enumerate((False, True)):
+        model, _, config, data, validation = build(0, epochs=1, dynamic_length=dynamic)
+        data = ListSource(padded([Batch(*b) for b in data.batches], [0, 4, 9, 0, 4, 9, 0, 4]), seed=0)
+        validation = padded(validation, [3, 0])
+        result = finetune(model, TASK, data, validation, config, tmp_path / str(index), test=validation)
+        results.append((weights(model), result["test"]))
+    (static_weights, static_test), (dynamic_weights, dynamic_test) = results
+    assert dynamic_test == static_test
+    for name in static_weights:
+        np.testing.assert_allclose(dynamic_weights[name], static_weights[name], atol=2e-6, err_msg=name)
+    assert len(model.compile_cache) == 1  # validation and test batches of two lengths, one graph

@@ -79,7 +79,8 @@ def _eval(args, extra) -> int:
         from .errors import ConfigError
 
         raise ConfigError(f"the run's data section names no {args.split} split; pass --split FILE")
-    metrics = evaluate_model(args.model or run_dir / "model", config.data, split, args.output)
+    metrics = evaluate_model(args.model or run_dir / "model", config.data, split, args.output,
+                             dynamic_length=config.train.dynamic_length)
     print(json.dumps({"split": args.split, **metrics}))
     return 0
 

@@ -148,6 +148,10 @@ class TrainConfig:
     """Stop after this many evaluations without a better best_metric; 0 never stops early."""
     precision: str = "float32"
     """float32, or float16 (dynamic loss scaling) / bfloat16 on GPU and Ascend."""
+    dynamic_length: bool = False
+    """Compile one graph for all batch lengths instead of one per length. On CPU every static graph keeps
+    the memory of all its intermediates, so many lengths of long sequences add up past the machine's
+    memory; the one dynamic graph needs about that of the longest batch, but trains slower."""
 
     def __post_init__(self):
         if not self.lr > 0:

@@ -37,7 +37,7 @@ from .runlog import RunLog, plot_confusion_matrix
 from .task_model import TaskModel
 from .tasks import Task
 from .tokenizer import Tokenizer
-from .train_step import TrainStep
+from .train_step import TrainStep, any_shape
 from .trainer import BatchSource, Trainer
 
 
@@ -64,6 +64,11 @@ def predict_logits(model: TaskModel, task: Task, batches: Sequence[Batch]) -> li
             # Drop padded choices, so an example's scores are exactly its own answers.
             logits.append(row[positions >= 0] if task.kind == "multiple_choice" else row)
     return logits
+
+
+def compile_for_any_length(model: TaskModel, batch: Batch) -> None:
+    """Make the model's forward pass one graph for batches of every length (see `TrainConfig.dynamic_length`)."""
+    model.set_inputs(*any_shape((batch.ids, batch.positions)))
 
 
 def evaluate(model: TaskModel, task: Task, batches: Sequence[Batch]) -> tuple[dict, np.ndarray, list[np.ndarray]]:
@@ -126,6 +131,8 @@ def finetune(model: TaskModel, task: Task, train: BatchSource, validation: Seque
     placement = placement or Placement("CPU", "graph", "float32")
     output_dir = Path(output_dir)
     step = make_train_step(model, task, config, placement)
+    if config.dynamic_length and (validation or test):
+        compile_for_any_length(model, (validation or test)[0])
 
     def on_validation() -> dict:
         return evaluate(model, task, validation)[0]

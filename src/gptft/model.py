@@ -58,6 +58,9 @@ class CausalSelfAttention(nn.Cell):
         self.causal_mask = Tensor(causal[None, None])  # (1, 1, block, block)
         self.qk = ops.BatchMatMul(transpose_b=True)
         self.av = ops.BatchMatMul()
+        # The primitive, not ops.split: the functional form cannot count its outputs when the sequence
+        # length is dynamic (one graph for every batch length, see TrainStep.compile_for_any_length).
+        self.split_qkv = ops.Split(axis=-1, output_num=3)
 
     def _heads(self, x, B, T):
         return ops.transpose(x.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))  # (B, nh, T, hs)
@@ -65,7 +68,7 @@ class CausalSelfAttention(nn.Cell):
     def construct(self, x):
         B, T, C = x.shape
         # Split, then move heads forward: 6x faster fwd+bwd on CPU than indexing a (3, B, nh, T, hs) tensor.
-        q, k, v = ops.split(self.c_attn(x), C, axis=-1)
+        q, k, v = self.split_qkv(self.c_attn(x))
         q, k, v = self._heads(q, B, T), self._heads(k, B, T), self._heads(v, B, T)
         att = self.qk(q * self.scale, k)  # (B, nh, T, T)
         att = att + self.causal_mask[:, :, :T, :T]

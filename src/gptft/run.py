@@ -14,8 +14,8 @@ from . import data as data_module
 from . import device as device_module
 from .config import GPTConfig
 from .errors import ConfigError, DataError, ModelFileError
-from .finetune import (build_task_model, evaluate, finetune, load_task_model, predict_logits, prediction_records,
-                       write_predictions)
+from .finetune import (build_task_model, compile_for_any_length, evaluate, finetune, load_task_model,
+                       predict_logits, prediction_records, write_predictions)
 from .heads import HEADS
 from .model import GPT
 from .runconfig import DataConfig, ModelSection, RunConfig, save
@@ -97,12 +97,17 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     return result
 
 
-def evaluate_model(model_dir, config: DataConfig, split: str, output=None, batch_size: int = 16) -> dict:
-    """Metrics of an exported model on one labeled split; predictions written to `output` (JSONL) if given."""
+def evaluate_model(model_dir, config: DataConfig, split: str, output=None, batch_size: int = 16,
+                   dynamic_length: bool = False) -> dict:
+    """Metrics of an exported model on one labeled split; predictions written to `output` (JSONL) if given.
+
+    `dynamic_length` compiles one graph for all batch lengths (see `TrainConfig.dynamic_length`)."""
     model, task, tokenizer = load_task_model(model_dir)
     examples = data_module.read_examples(data_module.load_split(config, split), task, config, f"split {split}")
     encoded = data_module.encode(examples, task, tokenizer, config.cache_dir)
     batches, ids = data_module.eval_batches(encoded, task, batch_size, config.buckets)
+    if dynamic_length:
+        compile_for_any_length(model, batches[0])
     metrics, predictions, logits = evaluate(model, task, batches)
     if output:
         write_predictions(Path(output), task, predictions, logits, ids)

@@ -9,9 +9,25 @@ buffers cleared), so the update equals one step on the k micro-batches together.
 """
 
 import mindspore as ms
-from mindspore import nn, ops
+import numpy as np
+from mindspore import Tensor, nn, ops
 
 from .optim import AdamW
+
+
+def any_shape(arrays) -> list[Tensor]:
+    """Input placeholders with every dimension dynamic, matching `arrays` in rank and dtype.
+
+    `cell.set_inputs(*any_shape(example))` makes GRAPH_MODE build one graph for inputs of any shape
+    instead of one per shape. On CPU a static graph keeps memory for all of its intermediates for as long
+    as the process lives, so one graph per batch length costs the sum of their memories; the dynamic
+    graph costs about that of the longest batch, but its steps run slower (README, Benchmarks).
+    """
+    placeholders = []
+    for a in arrays:
+        a = np.asarray(a)
+        placeholders.append(Tensor(shape=[None] * a.ndim, dtype=Tensor(np.zeros((), a.dtype)).dtype))
+    return placeholders
 
 
 def global_norm(grads):
@@ -73,6 +89,14 @@ class TrainStep(nn.Cell):
         self.loss_scaler = loss_scaler
         self.buffers = optimizer.params.clone(prefix="grad_buffer", init="zeros") if accumulate > 1 else None
         self.accumulate_cell = _Accumulate(self.gradients, self.buffers) if accumulate > 1 else None
+
+    def compile_for_any_length(self, batch) -> None:
+        """Build one graph for batches of every shape like `batch` (one micro-batch of arrays), instead of
+        one graph per batch length; see `any_shape` for the memory and speed trade."""
+        scalars = [Tensor(shape=[], dtype=ms.float32)] * 3
+        self.set_inputs(*scalars, *any_shape(batch))
+        if self.accumulate_cell is not None:
+            self.accumulate_cell.set_inputs(*any_shape(batch))
 
     def construct(self, lr, eps, decay, *batch):
         parts, grads = self.gradients(*batch)

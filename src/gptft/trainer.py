@@ -178,6 +178,8 @@ class Trainer:
         warmup = config.warmup_steps(total)
         schedule = SCHEDULES[config.schedule]
         state = self._restore(resume)
+        if config.dynamic_length:
+            step_cell.compile_for_any_length(data.epoch(0)[0])
         step_cell.set_train(True)
         progress = tqdm(total=total, initial=state["step"], disable=not self.placement.is_main,
                         dynamic_ncols=True, desc="train")
