@@ -1,8 +1,9 @@
 """gptft against PyTorch eager: training step, inference, memory, compile time, MFU, and batching.
 
     pip install -c constraints.txt -e ".[bench]"
-    python benchmarks/bench.py                      # all configurations (about 20 minutes on 2 cores)
+    python benchmarks/bench.py                      # everything (about 30 minutes on 2 cores)
     python benchmarks/bench.py --configs small      # one
+    python benchmarks/bench.py --configs ""         # only the batching section
 
 For each configuration two worker processes hold the same model with the same weights, one in gptft
 (MindSpore, GRAPH_MODE) and one in PyTorch eager (benchmarks/torch_gpt.py), with the same number of
@@ -10,8 +11,10 @@ threads and the same batch. The coordinator asks them in turn (A B A B ...) to t
 one warm-up step each, and reports medians. A training step is forward, task loss + 0.5 x LM loss,
 backward, gradient clipping and AdamW; inference is the task model's forward pass in eval mode.
 Peak memory is each worker's peak resident set (VmHWM). MFU is model FLOP/s over the fp32 matmul peak
-measured here with PyTorch. The batching section times an epoch of IMDb-like lengths bucketed versus
-padded to 512, and reports the share of padded tokens.
+measured here with PyTorch. The batching section times an epoch of IMDb-like lengths three ways, each
+in its own process: bucketed with one compiled graph per length (the default), bucketed with one
+dynamic-shape graph (`train.dynamic_length`), and everything padded to 512; it reports the share of
+padded tokens and each one's peak memory.
 """
 
 import argparse
@@ -249,30 +252,52 @@ def imdb_like_lengths(count: int, seed: int = 0):
     return np.maximum(4, (words * 1.3).astype(int))
 
 
-def batching(examples: int, max_length: int = 512, batch_size: int = 8) -> dict:
-    """Padding share and epoch time (small model) of bucketed batches versus padding everything to 512."""
+BATCHING_VARIANTS = {
+    # name: (bucket lengths, one dynamic graph)
+    "bucketed": ((), False),          # gptft's default: ~1.25x apart, one static graph per length
+    "bucketed_dynamic": ((), True),   # the same batches, train.dynamic_length: one graph for all lengths
+    "fixed_512": ((512,), False),     # everything padded to 512
+}
+
+
+def batching(examples: int, batch_size: int) -> dict:
+    """Each variant in its own process, so each peak memory is its own."""
+    result = {"examples": examples, "batch_size": batch_size}
+    for variant in BATCHING_VARIANTS:
+        env = dict(os.environ, GLOG_v="3")
+        out = subprocess.run([sys.executable, __file__, "--serve-batching", variant, str(examples), str(batch_size)],
+                             capture_output=True, text=True, env=env)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        if out.returncode or not lines:
+            result[variant] = {"error": f"exit {out.returncode} (-9: out of memory)"}
+        else:
+            result[variant] = json.loads(lines[-1])
+    return result
+
+
+def serve_batching(variant: str, examples: int, batch_size: int, max_length: int = 512) -> None:
+    """One epoch of the small model over IMDb-like lengths: padding, compile time, epoch time, peak memory."""
     import numpy as np
 
     from gptft.data import Encoded, TrainBatches
     from gptft.formats import TaskTokens, classification
     from gptft.tasks import Task
 
+    buckets, dynamic = BATCHING_VARIANTS[variant]
     task = Task("classification", labels=("neg", "pos"), max_length=max_length)
     tokens = TaskTokens(7997, 7998, 7999)
     rng = np.random.default_rng(1)
     sequences = [classification(list(rng.integers(0, 7990, n)), tokens, max_length) for n in imdb_like_lengths(examples)]
     encoded = Encoded(sequences, rng.integers(0, 2, examples).astype(np.int32), list(range(examples)))
-    result = {"examples": examples}
-    for label, buckets in (("bucketed", ()), ("fixed_512", (max_length,))):
-        source = TrainBatches(encoded, task, batch_size, seed=0, buckets=buckets)
-        result[f"{label}_padding_share"] = source.padding_share()
-        result[f"{label}_compile_s"], result[f"{label}_epoch_s"] = _time_epoch(source)
-        result[f"{label}_lengths"] = sorted({int(b[0].shape[-1]) for b in source.epoch(0)})
-    return result
+    source = TrainBatches(encoded, task, batch_size, seed=0, buckets=buckets)
+    compile_s, epoch_s = _time_epoch(source, dynamic)
+    print(json.dumps({"padding_share": source.padding_share(), "compile_s": compile_s, "epoch_s": epoch_s,
+                      "lengths": sorted({int(b[0].shape[-1]) for b in source.epoch(0)}),
+                      "peak_rss_gb": peak_rss_gb()}), flush=True)
 
 
-def _time_epoch(source) -> tuple[float, float]:
-    """(seconds compiling one step per batch length, seconds for the epoch after that)."""
+def _time_epoch(source, dynamic: bool) -> tuple[float, float]:
+    """(seconds of the first step at each batch length, which compiles, seconds for the epoch after that)."""
     import mindspore as ms
     from mindspore import Tensor
 
@@ -289,8 +314,10 @@ def _time_epoch(source) -> tuple[float, float]:
     loss = TaskLoss(TaskModel(GPT(config), ClassificationHead(256, 2)), cross_entropy, LM_COEF)
     optimizer = AdamW(loss.trainable_params())
     step = TrainStep(loss, optimizer)
-    step.set_train(True)
     batches = source.epoch(0)
+    if dynamic:
+        step.compile_for_any_length(batches[0])
+    step.set_train(True)
     first_of_length = {int(b[0].shape[-1]): b for b in batches}
     start = time.perf_counter()
     for batch in first_of_length.values():
@@ -308,15 +335,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="A/B rounds per configuration")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round")
     parser.add_argument("--batching-examples", type=int, default=400, help="0 skips the batching section")
+    parser.add_argument("--batching-batch", type=int, default=4, help="micro-batch of the batching section")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-batching", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return serve(*args.serve)
+    if args.serve_batching:
+        variant, examples, batch_size = args.serve_batching
+        return serve_batching(variant, int(examples), int(batch_size))
     peak = matmul_peak_gflops()
     print(f"machine: {os.cpu_count()} cores; fp32 matmul peak {peak:.0f} GFLOP/s (PyTorch)")
     results = {"matmul_peak_gflops": peak, "configs": []}
-    for name in args.configs.split(","):
+    for name in filter(None, args.configs.split(",")):
         r = run_config(name, args.repeats, args.steps, peak)
         results["configs"].append(r)
         print(f"\n{name}: {r['n_layer']} layers, width {r['n_embd']}, vocab {r['vocab_size']}, seq {r['seq']}, batch {r['batch']}")
@@ -328,13 +360,17 @@ def main() -> None:
               f"ratio {r['memory_ratio']:.2f}x")
         print(f"  first step     gptft {r['gptft_first_train_step_s']:.1f} s (compile)  torch {r['torch_first_train_step_s']:.1f} s")
     if args.batching_examples:
-        b = batching(args.batching_examples)
+        b = batching(args.batching_examples, args.batching_batch)
         results["batching"] = b
-        print(f"\nbatching, {b['examples']} IMDb-like examples (max 512 tokens), small model, batch 8:")
-        for label in ("bucketed", "fixed_512"):
-            print(f"  {label:9s} padded tokens {b[f'{label}_padding_share']:.1%}, epoch {b[f'{label}_epoch_s']:.0f} s "
-                  f"after {b[f'{label}_compile_s']:.0f} s compiling {len(b[f'{label}_lengths'])} batch lengths "
-                  f"{b[f'{label}_lengths']}")
+        print(f"\nbatching: one epoch of {b['examples']} IMDb-like examples (up to 512 tokens), small model, "
+              f"micro-batch {b['batch_size']}")
+        for variant in BATCHING_VARIANTS:
+            r = b[variant]
+            if "error" in r:
+                print(f"  {variant:16s} failed: {r['error']}")
+                continue
+            print(f"  {variant:16s} padded tokens {r['padding_share']:5.1%}  epoch {r['epoch_s']:6.1f} s  "
+                  f"first steps {r['compile_s']:5.1f} s ({len(r['lengths'])} lengths)  peak memory {r['peak_rss_gb']:.2f} GB")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
