@@ -10,10 +10,11 @@ from gptft.config import TrainConfig
 from gptft.errors import ConfigError
 from gptft.finetune import build_task_model, finetune, make_train_step
 from gptft.formats import Batch
-from gptft.device import Placement
+from gptft.device import Placement, memory_in_use
 from gptft.layers import named_parameters
 from gptft.optim import AdamW
 from gptft.tasks import Task
+from gptft import trainer as trainer_module
 from gptft.trainer import ListSource, Trainer, TrainingDiverged
 from gptft.train_step import TrainStep
 from synthetic import dataset, keyword
@@ -142,12 +143,13 @@ def test_finetune_writes_logs_predictions_plots_and_model(tmp_path):
     assert (tmp_path / "model" / "head.safetensors").is_file()
 
 
-def test_dynamic_length_fine_tunes_and_evaluates_like_one_graph_per_length(tmp_path):
-    def padded(batches, extra):
-        """The same batches right-padded by extra[i] tokens: new lengths, the same examples and losses."""
-        return [Batch(np.pad(b.ids, ((0, 0), (0, 0), (0, n))), b.positions,
-                      np.pad(b.lm_mask, ((0, 0), (0, 0), (0, n))), b.labels) for b, n in zip(batches, extra)]
+def padded(batches, extra):
+    """The same batches right-padded by extra[i] tokens: new lengths, the same examples and losses."""
+    return [Batch(np.pad(b.ids, ((0, 0), (0, 0), (0, n))), b.positions,
+                  np.pad(b.lm_mask, ((0, 0), (0, 0), (0, n))), b.labels) for b, n in zip(batches, extra)]
 
+
+def test_dynamic_length_fine_tunes_and_evaluates_like_one_graph_per_length(tmp_path):
     results = []
     for index, dynamic in enumerate((False, True)):
         model, _, config, data, validation = build(0, epochs=1, dynamic_length=dynamic)
@@ -160,3 +162,27 @@ def test_dynamic_length_fine_tunes_and_evaluates_like_one_graph_per_length(tmp_p
     for name in static_weights:
         np.testing.assert_allclose(dynamic_weights[name], static_weights[name], atol=2e-6, err_msg=name)
     assert len(model.compile_cache) == 1  # validation and test batches of two lengths, one graph
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_warns_once_when_the_graphs_of_new_lengths_fill_the_memory(tmp_path, monkeypatch, capsys, dynamic):
+    resident, total = memory_in_use()  # the real numbers first
+    assert 0.05 < resident < total
+    calls = []
+
+    def filling_up():  # each new length's graph adds 2.5 GB on a 10 GB machine
+        calls.append(None)
+        return 2.5 * len(calls), 10.0
+
+    monkeypatch.setattr(trainer_module, "memory_in_use", filling_up)
+    model, step, config, data, _ = build(0, epochs=1, dynamic_length=dynamic)
+    data = ListSource(padded([Batch(*b) for b in data.batches], [0, 1, 2, 3, 4, 0, 1, 2]), seed=0)
+    Trainer(step, config, tmp_path).fit(data)
+    out = capsys.readouterr().out
+    if dynamic:
+        assert not calls and "warning" not in out  # one graph: nothing to watch
+    else:
+        assert len(calls) == 3  # checked at each new length until the warning, then never again
+        assert out.count("warning: the process holds 7.5 of the machine's 10.0 GB after compiling the step "
+                         "for 3 batch shapes") == 1
+        assert "set train.dynamic_length: true" in out

@@ -78,3 +78,14 @@ def setup(device: str = "cpu", mode: str = "graph", precision: str = "float32") 
     init()
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
     return Placement(target, mode, precision, rank=get_rank(), world_size=get_group_size())
+
+
+def memory_in_use() -> tuple[float, float] | None:
+    """(GB resident in this process, GB in the machine), where Linux's /proc tells; else None."""
+    try:
+        status = open("/proc/self/status", encoding="ascii").read()
+        resident_kb = int(status.split("VmRSS:")[1].split()[0])
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, IndexError):
+        return None
+    return resident_kb * 1024 / 1e9, total / 1e9

@@ -20,12 +20,15 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .device import Placement
+from .device import Placement, memory_in_use
 from .errors import ConfigError, GptftError
 from .layers import named_parameters
 from .optim import SCHEDULES
 from .runlog import RunLog, plot_learning_curves
 from .train_step import TrainStep
+
+# Warn when the process holds more than this share of the machine's memory after compiling a new length.
+MEMORY_WARNING_SHARE = 0.6
 
 
 class BatchSource(Protocol):
@@ -111,6 +114,7 @@ class Trainer:
         self.log = RunLog(self.output_dir / "metrics.jsonl", enabled=self.placement.is_main)
         self.checkpoints = self.output_dir / "checkpoints"
         self.state = training_state(step)
+        self.memory_warned = False
 
     def _restore(self, resume: bool) -> dict:
         existing = ckpt.list_checkpoints(self.checkpoints)
@@ -184,6 +188,7 @@ class Trainer:
         progress = tqdm(total=total, initial=state["step"], disable=not self.placement.is_main,
                         dynamic_ncols=True, desc="train")
         window = {"loss": [], "task_loss": [], "lm_loss": [], "grad_norm": [], "tokens": 0, "start": time.perf_counter()}
+        shapes_seen = set()
         stop = False
         while state["step"] < total and not stop:
             epoch, offset = divmod(state["step"], steps_per_epoch)
@@ -203,6 +208,7 @@ class Trainer:
                     window[key].append(value)
                 window["grad_norm"].append(float(grad_norm))
                 window["tokens"] += sum(int(np.size(batch[0])) for batch in micro) * self.placement.world_size
+                self._watch_graph_memory(micro, shapes_seen)
                 progress.update(1)
                 if state["step"] % config.log_every == 0 or state["step"] == total:
                     self._log_window(window, state["step"], epoch, lr, progress)
@@ -228,6 +234,26 @@ class Trainer:
         if self.placement.is_main:
             plot_learning_curves(self.log.records(), self.output_dir / "learning_curves.png")
         return state
+
+    def _watch_graph_memory(self, micro: Sequence[tuple], shapes_seen: set) -> None:
+        """Warn once when the graphs compiled per batch length fill most of the machine's memory.
+
+        On CPU each compiled graph keeps the memory of all its intermediates, so every new batch length
+        adds its own share; the warning comes before the next lengths run the process out of memory.
+        """
+        if self.config.dynamic_length or self.placement.target != "CPU" or self.placement.mode != "graph":
+            return
+        new = {batch[0].shape for batch in micro} - shapes_seen
+        if not new or self.memory_warned:
+            return
+        shapes_seen.update(new)
+        memory = memory_in_use()
+        if memory is not None and memory[0] > MEMORY_WARNING_SHARE * memory[1]:
+            self.memory_warned = True
+            self._say(f"warning: the process holds {memory[0]:.1f} of the machine's {memory[1]:.1f} GB after "
+                      f"compiling the step for {len(shapes_seen)} batch shapes; on CPU each compiled batch "
+                      f"length keeps its own memory, so the next ones may exhaust it: set train.dynamic_length: "
+                      f"true (one graph for all lengths) or a smaller micro-batch (a larger train.grad_accum)")
 
     def _log_window(self, window: dict, step: int, epoch: int, lr: float, progress) -> None:
         elapsed = time.perf_counter() - window["start"]
