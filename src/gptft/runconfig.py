@@ -88,7 +88,7 @@ class DataConfig:
     """Replace HTML line breaks (`<br />`) with spaces; IMDb reviews are full of them."""
     buckets: tuple = ()
     """Batch lengths; each batch is padded to the smallest that fits. Default: a geometric set up to
-    task.max_length (one compiled step per length)."""
+    task.max_length (one compiled step per length, or one for all with train.dynamic_length)."""
     eval_batch_size: int = 0
     """Examples per evaluation batch; 0 means twice the training micro-batch."""
     limit: int = 0
