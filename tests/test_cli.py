@@ -40,12 +40,29 @@ def test_predict_texts_and_files(trained, tmp_path, capsys):
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
 
 
+
+def test_predict_with_one_graph_for_all_lengths_gives_the_same_probabilities(trained, capsys):
+    model = str(trained[0] / "run" / "model")
+    texts = ["the film loved", "a dull and slow plot with nothing in it " * 3, "great"]  # two batch lengths
+    outputs = []
+    for extra in ([], ["--dynamic-length", "--batch-size", "2"]):
+        assert main(["predict", model, *[a for t in texts for a in ("--text", t)], *extra]) == 0
+        outputs.append([json.loads(line) for line in capsys.readouterr().out.strip().splitlines()])
+    for plain, dynamic in zip(*outputs):
+        assert plain["id"] == dynamic["id"] and plain["label"] == dynamic["label"]
+        for label, p in plain["probabilities"].items():
+            assert dynamic["probabilities"][label] == pytest.approx(p, abs=1e-5)
+
+
 def test_eval_reports_the_test_metrics(trained, capsys):
     folder, _ = trained
     assert main(["eval", str(folder / "run")]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     logged = [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()][-1]
     assert result["split"] == "test" and result["accuracy"] == pytest.approx(logged["accuracy"])
+    assert main(["eval", str(folder / "run"), "--train.dynamic_length=true"]) == 0  # one graph, same metrics
+    dynamic = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert dynamic["accuracy"] == pytest.approx(logged["accuracy"])
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -53,6 +70,7 @@ def test_eval_reports_the_test_metrics(trained, capsys):
     (["train", "{config}", "--train.lr=fast"], "train.lr: expected float, got str 'fast'"),
     (["train", "{config}", "--unknown"], "unrecognised argument '--unknown'"),
     (["predict", "{folder}", "--text", "x"], "has no task.json"),
+    (["predict", "{folder}/run/model", "--text", "x", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(trained, capsys, argv, message):
     folder, config = trained

@@ -79,7 +79,9 @@ def _eval(args, extra) -> int:
         from .errors import ConfigError
 
         raise ConfigError(f"the run's data section names no {args.split} split; pass --split FILE")
-    metrics = evaluate_model(args.model or run_dir / "model", config.data, split, args.output,
+    # The run's own evaluation batch and graph choice: what fitted in memory while training fits here.
+    batch_size = config.data.eval_batch_size or 2 * config.train.micro_batch_size(1)
+    metrics = evaluate_model(args.model or run_dir / "model", config.data, split, args.output, batch_size,
                              dynamic_length=config.train.dynamic_length)
     print(json.dumps({"split": args.split, **metrics}))
     return 0
@@ -110,7 +112,7 @@ def _predict(args, extra) -> int:
     if bool(args.text) == bool(args.input):
         raise ConfigError("give texts with --text (repeatable) or a file with --input, not both")
     rows = [{"text": t} for t in args.text] if args.text else _read_rows(Path(args.input))
-    records = predict(args.model_dir, rows, args.output)
+    records = predict(args.model_dir, rows, args.output, args.batch_size, args.dynamic_length)
     if not args.output:
         for record in records:
             print(json.dumps(record))
@@ -163,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text", action="append", default=[], help="a text to classify (repeatable)")
     predict.add_argument("--input", help="a .txt file (one text per line) or .jsonl file (the task's fields)")
     predict.add_argument("--output", help="write JSONL here instead of standard output")
+    predict.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
+    predict.add_argument("--dynamic-length", action="store_true",
+                         help="one compiled graph for all text lengths: less memory for long texts, slower")
     predict.set_defaults(run=_predict)
 
     demo = commands.add_parser("demo", help="offline demo: pre-train a small GPT, fine-tune it on movie reviews")

@@ -114,8 +114,12 @@ def evaluate_model(model_dir, config: DataConfig, split: str, output=None, batch
     return metrics
 
 
-def predict(model_dir, rows: list[dict], output=None, batch_size: int = 16) -> list[dict]:
-    """Predictions for unlabeled rows (dicts with the task's fields as text), in input order."""
+def predict(model_dir, rows: list[dict], output=None, batch_size: int = 16, dynamic_length: bool = False) -> list[dict]:
+    """Predictions for unlabeled rows (dicts with the task's fields as text), in input order.
+
+    `dynamic_length` compiles one graph for all batch lengths (see `TrainConfig.dynamic_length`)."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     model, task, tokenizer = load_task_model(model_dir)
     fields = {name: [] for name in task.fields}
     for number, row in enumerate(rows):
@@ -128,6 +132,8 @@ def predict(model_dir, rows: list[dict], output=None, batch_size: int = 16) -> l
     examples = data_module.Examples(fields, [placeholder] * len(rows), list(range(len(rows))), "input")
     encoded = data_module.encode(examples, task, tokenizer, use_cache=False)
     batches, order = data_module.eval_batches(encoded, task, batch_size)
+    if dynamic_length:
+        compile_for_any_length(model, batches[0])
     logits = predict_logits(model, task, batches)
     by_input = [None] * len(rows)
     for position, row_logits in zip(order, logits):
