@@ -80,9 +80,8 @@ def _eval(args, extra) -> int:
 
         raise ConfigError(f"the run's data section names no {args.split} split; pass --split FILE")
     # The run's own evaluation batch and graph choice: what fitted in memory while training fits here.
-    batch_size = config.data.eval_batch_size or 2 * config.train.micro_batch_size(1)
-    metrics = evaluate_model(args.model or run_dir / "model", config.data, split, args.output, batch_size,
-                             dynamic_length=config.train.dynamic_length)
+    metrics = evaluate_model(args.model or run_dir / "model", config.data, split, args.output,
+                             config.eval_batch_size(), dynamic_length=config.train.dynamic_length)
     print(json.dumps({"split": args.split, **metrics}))
     return 0
 

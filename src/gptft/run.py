@@ -79,7 +79,7 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     if train_batches.num_batches // config.train.grad_accum < 1:
         raise DataError(f"the training split has {len(encoded['train'])} examples, fewer than one batch of "
                         f"{config.train.batch_size}")
-    eval_size = config.data.eval_batch_size or 2 * micro
+    eval_size = config.eval_batch_size(placement.world_size)
     validation, _ = data_module.eval_batches(encoded["validation"], task, eval_size, config.data.buckets)
     test, test_ids = (data_module.eval_batches(encoded["test"], task, eval_size, config.data.buckets)
                       if "test" in encoded else (None, None))

@@ -137,6 +137,10 @@ class RunConfig:
     def tokenizer_source(self) -> str:
         return self.tokenizer or self.model.pretrained
 
+    def eval_batch_size(self, world_size: int = 1) -> int:
+        """Examples per evaluation batch: data.eval_batch_size, or twice the training micro-batch."""
+        return self.data.eval_batch_size or 2 * self.train.micro_batch_size(world_size)
+
 
 def _type_name(kind) -> str:
     return getattr(kind, "__name__", str(kind))

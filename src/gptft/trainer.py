@@ -114,6 +114,7 @@ class Trainer:
         self.log = RunLog(self.output_dir / "metrics.jsonl", enabled=self.placement.is_main)
         self.checkpoints = self.output_dir / "checkpoints"
         self.state = training_state(step)
+        self.compiled_shapes = set()  # batch shapes the step has run: each is a compiled graph
         self.memory_warned = False
 
     def _restore(self, resume: bool) -> dict:
@@ -188,7 +189,6 @@ class Trainer:
         progress = tqdm(total=total, initial=state["step"], disable=not self.placement.is_main,
                         dynamic_ncols=True, desc="train")
         window = {"loss": [], "task_loss": [], "lm_loss": [], "grad_norm": [], "tokens": 0, "start": time.perf_counter()}
-        shapes_seen = set()
         stop = False
         while state["step"] < total and not stop:
             epoch, offset = divmod(state["step"], steps_per_epoch)
@@ -208,7 +208,7 @@ class Trainer:
                     window[key].append(value)
                 window["grad_norm"].append(float(grad_norm))
                 window["tokens"] += sum(int(np.size(batch[0])) for batch in micro) * self.placement.world_size
-                self._watch_graph_memory(micro, shapes_seen)
+                self._watch_graph_memory(micro)
                 progress.update(1)
                 if state["step"] % config.log_every == 0 or state["step"] == total:
                     self._log_window(window, state["step"], epoch, lr, progress)
@@ -235,7 +235,7 @@ class Trainer:
             plot_learning_curves(self.log.records(), self.output_dir / "learning_curves.png")
         return state
 
-    def _watch_graph_memory(self, micro: Sequence[tuple], shapes_seen: set) -> None:
+    def _watch_graph_memory(self, micro: Sequence[tuple]) -> None:
         """Warn once when the graphs compiled per batch length fill most of the machine's memory.
 
         On CPU each compiled graph keeps the memory of all its intermediates, so every new batch length
@@ -243,15 +243,15 @@ class Trainer:
         """
         if self.config.dynamic_length or self.placement.target != "CPU" or self.placement.mode != "graph":
             return
-        new = {batch[0].shape for batch in micro} - shapes_seen
+        new = {batch[0].shape for batch in micro} - self.compiled_shapes
         if not new or self.memory_warned:
             return
-        shapes_seen.update(new)
+        self.compiled_shapes.update(new)
         memory = memory_in_use()
         if memory is not None and memory[0] > MEMORY_WARNING_SHARE * memory[1]:
             self.memory_warned = True
             self._say(f"warning: the process holds {memory[0]:.1f} of the machine's {memory[1]:.1f} GB after "
-                      f"compiling the step for {len(shapes_seen)} batch shapes; on CPU each compiled batch "
+                      f"compiling the step for {len(self.compiled_shapes)} batch shapes; on CPU each compiled batch "
                       f"length keeps its own memory, so the next ones may exhaust it: set train.dynamic_length: "
                       f"true (one graph for all lengths) or a smaller micro-batch (a larger train.grad_accum)")
 
