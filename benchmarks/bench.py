@@ -67,15 +67,12 @@ def peak_rss_gb() -> float:
 
 # ----------------------------------------------------------------------------------------------- workers
 
-def gptft_worker(spec: dict, weights: str):
+def gptft_step(spec: dict):
+    """(task model, compiled train step, optimizer) of the benchmark's model in GRAPH_MODE on CPU."""
     import mindspore as ms
-    import numpy as np
-    from mindspore import Tensor
-    from safetensors.numpy import save_file
 
     from gptft import GPT
     from gptft.heads import ClassificationHead
-    from gptft.layers import named_parameters
     from gptft.losses import TaskLoss, cross_entropy
     from gptft.optim import AdamW
     from gptft.task_model import TaskModel
@@ -85,11 +82,21 @@ def gptft_worker(spec: dict, weights: str):
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(0)
     model = TaskModel(GPT(model_config(spec), seed=0), ClassificationHead(spec["n_embd"], 2))
-    named = {k: np.ascontiguousarray(p.asnumpy()) for k, p in named_parameters(model, trainable_only=True).items()}
-    save_file(named, weights)
     loss = TaskLoss(model, cross_entropy, LM_COEF)
     optimizer = AdamW(loss.trainable_params())
-    step = TrainStep(loss, optimizer, max_grad_norm=1.0)
+    return model, TrainStep(loss, optimizer, max_grad_norm=1.0), optimizer
+
+
+def gptft_worker(spec: dict, weights: str):
+    import numpy as np
+    from mindspore import Tensor
+    from safetensors.numpy import save_file
+
+    from gptft.layers import named_parameters
+
+    model, step, optimizer = gptft_step(spec)
+    named = {k: np.ascontiguousarray(p.asnumpy()) for k, p in named_parameters(model, trainable_only=True).items()}
+    save_file(named, weights)
     batch = [Tensor(a) for a in make_batch(spec)]
     scalars = optimizer.scalars(1, 6.25e-5)
 
@@ -298,22 +305,9 @@ def serve_batching(variant: str, examples: int, batch_size: int, max_length: int
 
 def _time_epoch(source, dynamic: bool) -> tuple[float, float]:
     """(seconds of the first step at each batch length, which compiles, seconds for the epoch after that)."""
-    import mindspore as ms
     from mindspore import Tensor
 
-    from gptft import GPT, GPTConfig
-    from gptft.heads import ClassificationHead
-    from gptft.losses import TaskLoss, cross_entropy
-    from gptft.optim import AdamW
-    from gptft.task_model import TaskModel
-    from gptft.train_step import TrainStep
-
-    ms.set_device("CPU")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    config = GPTConfig(vocab_size=8000, block_size=512, n_embd=256, n_layer=4, n_head=4)
-    loss = TaskLoss(TaskModel(GPT(config), ClassificationHead(256, 2)), cross_entropy, LM_COEF)
-    optimizer = AdamW(loss.trainable_params())
-    step = TrainStep(loss, optimizer)
+    _, step, optimizer = gptft_step(CONFIGS["small"])
     batches = source.epoch(0)
     if dynamic:
         step.compile_for_any_length(batches[0])
