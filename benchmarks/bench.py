@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 CONFIGS = {
-    # The model measured in ../shared/MINDSPORE_CPU.md.
+    # The model of MindSpore's first CPU measurements, before gptft.
     "small": dict(n_layer=4, n_embd=256, n_head=4, vocab_size=8000, seq=128, batch=8),
     # GPT-1 (openai-gpt) size at two sequence lengths.
     "gpt1-128": dict(n_layer=12, n_embd=768, n_head=12, vocab_size=40478, seq=128, batch=4),
@@ -72,11 +72,11 @@ def gptft_step(spec: dict):
     import mindspore as ms
 
     from gptft import GPT
-    from gptft.heads import ClassificationHead
-    from gptft.losses import TaskLoss, cross_entropy
-    from gptft.optim import AdamW
-    from gptft.task_model import TaskModel
-    from gptft.train_step import TrainStep
+    from gptft.tasks.heads import ClassificationHead
+    from gptft.tasks.losses import TaskLoss, cross_entropy
+    from gptft.training.optim import AdamW
+    from gptft.tasks.task_model import TaskModel
+    from gptft.training.step import TrainStep
 
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -92,7 +92,7 @@ def gptft_worker(spec: dict, weights: str):
     from mindspore import Tensor
     from safetensors.numpy import save_file
 
-    from gptft.layers import named_parameters
+    from gptft.model.layers import named_parameters
 
     model, step, optimizer = gptft_step(spec)
     named = {k: np.ascontiguousarray(p.asnumpy()) for k, p in named_parameters(model, trainable_only=True).items()}
@@ -287,7 +287,7 @@ def serve_batching(variant: str, examples: int, batch_size: int, max_length: int
     import numpy as np
 
     from gptft.data import Encoded, TrainBatches
-    from gptft.formats import TaskTokens, classification
+    from gptft.tasks.formats import TaskTokens, classification
     from gptft.tasks import Task
 
     buckets, dynamic = BATCHING_VARIANTS[variant]

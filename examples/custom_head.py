@@ -15,10 +15,11 @@ import sys
 import mindspore as ms
 from mindspore import nn, ops
 
-from gptft.cli import main
-from gptft.heads import register_head
-from gptft.layers import Dropout, Linear
 from mindspore.common.initializer import Normal, initializer
+
+from gptft import Dropout, register_head
+from gptft.commands.cli import main
+from gptft.model.layers import Linear
 
 
 class MeanPoolHead(nn.Cell):

@@ -4,10 +4,10 @@
     python examples/imdb_sentiment.py --data-dir aclImdb --model path/to/openai-gpt   # local copies
 
 What it does, all from configs/imdb.yaml: loads `openai-gpt` (through HF_ENDPOINT if set), fine-tunes with
-the auxiliary LM loss (λ = 0.5), Adam at 6.25e-5 with 0.2% warmup and linear decay, batch 32 (16 micro-
-batches of 2 x 512 tokens, one compiled graph for all batch lengths so it fits in 24 GB), 3 epochs;
-validates on 10% of train held out with the seed (IMDb has no validation split), keeps the best
-checkpoint, and reports accuracy on the 25,000 test reviews, which no step ever trained on. The MindSpore
+the auxiliary LM loss (λ = 0.5), Adam at 6.25e-5 with 0.2% warmup and linear decay, batch 32 (the
+micro-batch and graph settings configs/imdb.yaml gives, sized for a 24 GB machine), 3 epochs; validates on
+10% of train held out with the seed (IMDb has no validation split), keeps the best checkpoint, and reports
+accuracy on the 25,000 test reviews, which no step ever trained on. The MindSpore
 course reported 0.918 to 0.93 test accuracy with openai-gpt, without the auxiliary loss. On 2 CPU cores
 this takes days; on a GPU or Ascend set `--device gpu|ascend` (and, with the memory to spare,
 `--train.dynamic_length=false` for faster steps).
@@ -17,8 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gptft.run import train
-from gptft.runconfig import RunConfig, load
+from gptft import RunConfig, load_config, train
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "imdb.yaml"
 
@@ -35,9 +34,9 @@ def main(argv=None) -> float:
                  *(item.removeprefix("--") for item in extra)]
     if args.data_dir:
         overrides.append(f"data.dataset={args.data_dir}")
-    config = load(RunConfig, CONFIG, overrides)
+    config = load_config(RunConfig, CONFIG, overrides)
     result = train(config, resume=args.resume)
-    accuracy = result["test"]["accuracy"]
+    accuracy = result.test["accuracy"]
     print(f"IMDb test accuracy {accuracy:.4f} (the course reported 0.918-0.93 with openai-gpt, without λ·LM)")
     return accuracy
 

@@ -16,6 +16,13 @@ from gptft import GPTConfig  # noqa: E402
 ms.set_device("CPU")
 
 
+def pytest_collection_modifyitems(items):
+    """Everything under tests/e2e/ is end to end: `-m "not slow"` runs the rest in a few minutes."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """PyNative mode unless a test compiles on purpose; files MindSpore drops land in tmp_path."""
@@ -49,5 +56,16 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """One small fine-tuning run through the command line, shared by the tests that read or protect it:
+    `(folder, config path)`, the run in `folder / "run"` (12 steps, evaluated at 6 and 12, checkpoints
+    every 2)."""
+    from gptft.commands.cli import main
+    from helpers import write_keyword_run
 
-
+    folder = tmp_path_factory.mktemp("finished")
+    config = write_keyword_run(folder)
+    assert main(["train", str(config), "--output-dir", str(folder / "run"), "--train.epochs=1",
+                 "--train.eval_every=6", "--train.save_every=2"]) == 0
+    return folder, config

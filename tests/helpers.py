@@ -1,6 +1,7 @@
 """Helpers shared by several test files."""
 
 import importlib.resources
+from pathlib import Path
 
 import mindspore as ms
 import numpy as np
@@ -61,10 +62,9 @@ def write_keyword_run(folder, *, seed=0, examples=96, extra=()):
     Returns the config path.
     """
     import csv
-    from pathlib import Path
 
     from gptft import GPT, GPTConfig
-    from gptft.pretrain import train_bpe
+    from gptft.model.tokenizer import train_bpe
 
     folder = Path(folder)
     rng = np.random.default_rng(seed)
@@ -91,3 +91,22 @@ def write_keyword_run(folder, *, seed=0, examples=96, extra=()):
              *extra]
     config.write_text("\n".join(lines) + "\n")
     return config
+
+
+def fit_and_evaluate(model, train, validation, recipe, output_dir, test=None):
+    """What `gptft train` does after loading, on in-memory batches: fit with validation, restore the best
+    checkpoint, evaluate `test`. Returns (the trainer, test metrics or None)."""
+    from gptft.commands.finetune import task_train_step
+    from gptft.tasks.evaluation import evaluate
+    from gptft.training.trainer import Trainer
+
+    trainer = Trainer(task_train_step(model, recipe), recipe, output_dir,
+                      evaluate=lambda: evaluate(model, validation).metrics, best_metric=model.task.metric_names[0])
+    trainer.restore_best(trainer.fit(train))
+    return trainer, (evaluate(model, test).metrics if test else None)
+
+
+class FakeTokenizer:
+    """Only the vocabulary size matters to `TaskModel.for_task`; synthetic ids are already tokens."""
+
+    vocab_size = 102

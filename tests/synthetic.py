@@ -6,9 +6,9 @@ model that learns it proves the whole path: format, backbone, extract gather, he
 
 import numpy as np
 
-from gptft.formats import TaskTokens
+from gptft.tasks.formats import TaskTokens
 from gptft.tasks import Task
-from gptft.trainer import ListSource
+from gptft.training.trainer import ListSource
 
 TOKENS = TaskTokens(99, 100, 101)
 KEY = 7

@@ -1,4 +1,4 @@
-"""The README's YAML schema is a config that loads, and it lists every setting there is."""
+"""The README's YAML schemas are generated from the field docstrings, load, and list every setting there is."""
 
 import dataclasses
 import re
@@ -6,22 +6,42 @@ from pathlib import Path
 
 import yaml
 
-from gptft.config import TrainConfig
-from gptft.runconfig import DataConfig, ModelSection, RunConfig, load
+from gptft import PretrainConfig, RunConfig, load_config
+from gptft.commands.schema import ModelSection, reference_yaml
+from gptft.data.config import DataConfig
 from gptft.tasks import Task
+from gptft.training.config import TrainConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def schema_block() -> str:
+def yaml_block(after: str) -> str:
+    """The first ```yaml block after the line `after` in the README."""
     text = README.read_text(encoding="utf-8")
-    return re.search(r"### YAML schema\s+```yaml\n(.*?)```", text, re.S).group(1)
+    return re.search(re.escape(after) + r".*?```yaml\n(.*?)```", text, re.S).group(1)
+
+
+def schema_block() -> str:
+    return yaml_block("### YAML schema")
+
+
+def test_the_readme_schemas_are_what_gptft_schema_prints():
+    assert schema_block() == reference_yaml("train"), "regenerate with: gptft schema train"
+    assert yaml_block("### Pre-training schema") == reference_yaml("pretrain"), "regenerate: gptft schema pretrain"
+
+
+def test_the_readme_pretraining_example_keeps_the_papers_pre_training_recipe(tmp_path):
+    path = tmp_path / "pretrain.yaml"
+    path.write_text(yaml_block("## Pre-training"), encoding="utf-8")
+    config = load_config(PretrainConfig, path)
+    train = config.train
+    assert (train.lr, train.schedule, train.warmup, train.batch_size) == (2.5e-4, "cosine", 2000, 64)
 
 
 def test_the_readme_schema_loads_as_a_run_config(tmp_path):
     path = tmp_path / "schema.yaml"
     path.write_text(schema_block(), encoding="utf-8")
-    config = load(RunConfig, path)
+    config = load_config(RunConfig, path)
     assert config.train.lm_coef == 0.5 and config.task.max_length == 512 and config.train.dynamic_length is False
 
 

@@ -1,5 +1,5 @@
 import sys
 
-from gptft.cli import main  # absolute, so msrun can run this file directly too
+from gptft.commands.cli import main  # absolute, so msrun can run this file directly too
 
 sys.exit(main())

@@ -1,0 +1,207 @@
+"""The GPT backbone as plain MindSpore cells, with the LM head tied to the token embedding.
+
+One code path serves GPT-1 (Radford et al. 2018: post-LN blocks, no final norm) and GPT-2 (Radford et al.
+2019: pre-LN blocks, a final `ln_f`); `GPTConfig.layout` switches between them. The same cells run in
+PyNative mode and compiled (GRAPH_MODE or `mindspore.jit`): the only Python-level branches read
+constants (the layout, the training flag), which graph compilation folds away.
+
+Parameter names follow the Hugging Face checkpoints (`wte`, `wpe`, `h.N.attn.c_attn`, `ln_1`, ...), so the
+weight table in `hf.py` stays short. Linear weights are stored `(out, in)` as in `nn.Dense`; the
+released checkpoints use `Conv1D`, stored `(in, out)`, and are transposed on import.
+"""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from . import hf
+from .config import GPTConfig
+from .layers import ACTIVATIONS, Dropout, LayerNorm, Linear, named_parameters
+
+# Added to the attention scores of future positions. Large enough that softmax gives them exactly zero
+# weight in float32, small enough to stay finite.
+_MASKED = -1e9
+
+
+def _normal(rng: np.random.Generator, shape, std: float) -> Tensor:
+    return Tensor(rng.normal(0.0, std, size=shape).astype(np.float32))
+
+
+def _linear(rng: np.random.Generator, n_in: int, n_out: int, std: float) -> Linear:
+    return Linear(_normal(rng, (n_out, n_in), std), Tensor(np.zeros(n_out, np.float32)))
+
+
+class Embedding(nn.Cell):
+    """A lookup table whose parameter is named `weight` (`nn.Embedding` says `embedding_table`)."""
+
+    def __init__(self, table: Tensor):
+        super().__init__()
+        self.weight = Parameter(table, name="weight")
+
+    def construct(self, ids):
+        return ops.gather(self.weight, ids, 0)
+
+
+class CausalSelfAttention(nn.Cell):
+    def __init__(self, config: GPTConfig, rng: np.random.Generator):
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_size = config.head_size
+        self.scale = 1.0 / math.sqrt(config.head_size)
+        self.c_attn = _linear(rng, config.n_embd, 3 * config.n_embd, config.init_std)
+        self.c_proj = _linear(rng, config.n_embd, config.n_embd, config.init_std)
+        self.attn_dropout = Dropout(config.attn_pdrop)
+        self.resid_dropout = Dropout(config.resid_pdrop)
+        # Built once here; construct slices it to the sequence length, which compiles to a constant.
+        causal = np.triu(np.full((config.block_size, config.block_size), _MASKED, np.float32), k=1)
+        self.causal_mask = Tensor(causal[None, None])  # (1, 1, block, block)
+        self.qk = ops.BatchMatMul(transpose_b=True)
+        self.av = ops.BatchMatMul()
+        # The primitive, not ops.split: the functional form cannot count its outputs when the sequence
+        # length is dynamic (one graph for every batch length, see TrainStep.compile_for_any_length).
+        self.split_qkv = ops.Split(axis=-1, output_num=3)
+
+    def _heads(self, x, B, T):
+        return ops.transpose(x.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))  # (B, nh, T, hs)
+
+    def construct(self, x):
+        B, T, C = x.shape
+        # Split, then move heads forward: far faster on CPU than indexing a (3, B, nh, T, hs) tensor.
+        q, k, v = self.split_qkv(self.c_attn(x))
+        q, k, v = self._heads(q, B, T), self._heads(k, B, T), self._heads(v, B, T)
+        att = self.qk(q * self.scale, k)  # (B, nh, T, T)
+        att = att + self.causal_mask[:, :, :T, :T]
+        att = self.attn_dropout(ops.softmax(att, axis=-1))
+        y = self.av(att, v)  # (B, nh, T, hs)
+        y = ops.transpose(y, (0, 2, 1, 3)).reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Cell):
+    def __init__(self, config: GPTConfig, rng: np.random.Generator):
+        super().__init__()
+        self.c_fc = _linear(rng, config.n_embd, config.inner_size, config.init_std)
+        self.c_proj = _linear(rng, config.inner_size, config.n_embd, config.init_std)
+        self.act = ACTIVATIONS[config.activation]
+        self.dropout = Dropout(config.resid_pdrop)
+
+    def construct(self, x):
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class Block(nn.Cell):
+    """One transformer block.
+
+    GPT-1 is post-LN: `x = ln_1(x + attn(x)); x = ln_2(x + mlp(x))`, so the residual stream is normalised
+    after every add and the model needs no final norm. GPT-2 moved the norms in front of each sub-layer
+    (`x = x + attn(ln_1(x))`), which keeps the residual path an identity and trains deeper stacks.
+    """
+
+    def __init__(self, config: GPTConfig, rng: np.random.Generator):
+        super().__init__()
+        self.pre_ln = config.layout == "pre_ln"
+        self.ln_1 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config, rng)
+        self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+        self.mlp = MLP(config, rng)
+
+    def construct(self, x):
+        if self.pre_ln:
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+        x = self.ln_1(x + self.attn(x))
+        return self.ln_2(x + self.mlp(x))
+
+
+class GPT(nn.Cell):
+    """A decoder-only GPT: token and learned position embeddings, causal blocks, a tied LM head.
+
+    Calling the model on int32 token ids `(B, T)` returns the final hidden states `(B, T, n_embd)`;
+    `lm_logits` turns hidden states into next-token logits with the token embedding as the output matrix.
+    Sequences are right-padded: attention is causal, so padding after a token cannot change its state.
+
+    Args:
+        config: the model's shape.
+        seed: seeds the weight initialisation (normal, std `config.init_std`; biases zero, norms one).
+
+    Example:
+        >>> model = GPT(GPTConfig.preset("tiny"))
+        >>> hidden = model(ms.Tensor(np.zeros((2, 5), np.int32)))   # (2, 5, 32)
+        >>> logits = model.lm_logits(hidden)                          # (2, 5, 99)
+    """
+
+    def __init__(self, config: GPTConfig, seed: int = 0):
+        super().__init__()
+        self.config = config
+        rng = np.random.default_rng(seed)
+        self.wte = Embedding(_normal(rng, (config.vocab_size, config.n_embd), config.init_std))
+        self.wpe = Embedding(_normal(rng, (config.block_size, config.n_embd), config.init_std))
+        self.drop = Dropout(config.embd_pdrop)
+        self.h = nn.CellList([Block(config, rng) for _ in range(config.n_layer)])
+        self.ln_f = LayerNorm(config.n_embd, config.layer_norm_epsilon) if config.layout == "pre_ln" else None
+        self.position_ids = Tensor(np.arange(config.block_size, dtype=np.int32))
+        self.logits_matmul = ops.MatMul(transpose_b=True)
+        # A new Cell is in eval mode but its compile phase says "train", so a graph compiled before the
+        # first set_train(True) is cached under "train" and reused with dropout off (MindSpore 2.7).
+        # Setting the mode explicitly keeps the phase and the flag in step.
+        self.set_train(False)
+
+    def construct(self, ids):
+        T = ids.shape[-1]
+        x = self.wte(ids) + self.wpe(self.position_ids[:T])  # (B, T, C)
+        x = self.drop(x)
+        for block in self.h:
+            x = block(x)
+        if self.ln_f is not None:
+            x = self.ln_f(x)
+        return x
+
+    def lm_logits(self, hidden):
+        """Next-token logits `(..., vocab_size)` from hidden states `(..., n_embd)`, via the tied embedding."""
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        return self.logits_matmul(flat, self.wte.weight).reshape(hidden.shape[:-1] + (-1,))
+
+    def resize_token_embeddings(self, vocab_size: int, seed: int = 0) -> None:
+        """Grow the vocabulary (e.g. by the task tokens): old rows kept, new rows drawn from N(0, init_std).
+
+        The LM head reads the same table, so it stays tied. Shrinking is refused: it would drop trained rows.
+        """
+        old = self.wte.weight.asnumpy()
+        if vocab_size < old.shape[0]:
+            raise ValueError(f"cannot shrink the vocabulary from {old.shape[0]} to {vocab_size} rows")
+        if vocab_size == old.shape[0]:
+            return
+        rng = np.random.default_rng(seed)
+        new_rows = rng.normal(0.0, self.config.init_std, size=(vocab_size - old.shape[0], old.shape[1]))
+        table = np.concatenate([old, new_rows.astype(old.dtype)])
+        self.wte.weight = Parameter(Tensor(table), name=self.wte.weight.name)
+        self.config = replace(self.config, vocab_size=vocab_size)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **overrides) -> "GPT":
+        """Load released weights from a Hugging Face folder or hub name (`openai-gpt`, `gpt2`, `openai-community/...`).
+
+        Args:
+            name_or_path: a local folder, or a hub repository (fetched through `HF_ENDPOINT`).
+            **overrides: `GPTConfig` fields to change that do not change a tensor's shape (e.g. dropouts).
+
+        Raises:
+            ModelFileError: a file is missing or unreadable, or a tensor is missing, unexpected or mis-shaped.
+        """
+        folder, config, weights = hf.read_folder(name_or_path)
+        model = cls(replace(config, **overrides))
+        params = named_parameters(model, trainable_only=True)
+        arrays = hf.from_hf_tensors(weights, {name: tuple(p.shape) for name, p in params.items()}, model.config, folder)
+        for name, param in params.items():
+            param.set_data(Tensor(arrays[name]))
+        return model
+
+    def save_pretrained(self, folder) -> None:
+        """Write `config.json` and `model.safetensors` in the Hugging Face layout of this model's family."""
+        arrays = {name: p.asnumpy() for name, p in named_parameters(self, trainable_only=True).items()}
+        hf.write_folder(folder, self.config, arrays)
+
+    def num_parameters(self) -> int:
+        return sum(int(np.prod(p.shape)) for p in self.trainable_params())

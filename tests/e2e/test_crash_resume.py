@@ -1,0 +1,93 @@
+"""A real training process killed with SIGKILL resumes to exactly the weights of an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from gptft.training import checkpoints as ckpt
+from helpers import write_keyword_run
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def gptft(*args, wrapper=None, **kwargs):
+    command = [sys.executable, *([str(SCRIPTS / wrapper[0]), str(wrapper[1])] if wrapper else ["-m", "gptft"]), *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, GLOG_v="3"), **kwargs)
+
+
+def final_state(run: Path) -> dict:
+    last = ckpt.list_checkpoints(run / "checkpoints")[-1]
+    assert ckpt.verify(last) is None
+    return load_file(str(last / ckpt.STATE)), json.loads((last / ckpt.TRAINER).read_text())
+
+
+def logged_steps(run: Path) -> int:
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    steps = [json.loads(line).get("step", 0) for line in path.read_text().splitlines() if line.endswith("}")]
+    return max(steps, default=0)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("crash")
+    config = write_keyword_run(folder)
+    run = folder / "whole"
+    process = gptft("train", str(config), "--output-dir", str(run), "--train.save_every=1")
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    return config, run, final_state(run)
+
+
+def resume_and_compare(config, run, reference):
+    process = gptft("train", str(config), "--output-dir", str(run), "--resume", "--train.save_every=1")
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    assert "resumed from" in output
+    tensors, trainer = final_state(run)
+    expected_tensors, expected_trainer = reference
+    assert trainer["step"] == expected_trainer["step"]
+    assert tensors.keys() == expected_tensors.keys()
+    for name in tensors:
+        np.testing.assert_array_equal(tensors[name], expected_tensors[name], err_msg=name)
+    return output
+
+
+@pytest.mark.parametrize("trial", [0, 1])
+def test_sigkill_at_a_random_step_then_resume(tmp_path, uninterrupted, trial):
+    config, whole, reference = uninterrupted
+    total = reference[1]["step"]
+    kill_at = int(np.random.default_rng(trial).integers(2, total - 1))
+    run = tmp_path / "cut"
+    process = gptft("train", str(config), "--output-dir", str(run), "--train.save_every=1")
+    deadline = time.time() + 600
+    while logged_steps(run) < kill_at and process.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert logged_steps(run) < total
+    resume_and_compare(config, run, reference)
+
+
+def test_sigkill_during_a_checkpoint_write_then_resume(tmp_path, uninterrupted):
+    config, whole, reference = uninterrupted
+    run = tmp_path / "cut"
+    process = gptft("train", str(config), "--output-dir", str(run), "--train.save_every=1",
+                    wrapper=("kill_during_checkpoint.py", 5))
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == -signal.SIGKILL, output
+    leftovers = [p.name for p in (run / "checkpoints").iterdir()]
+    assert any(name.endswith(".partial") for name in leftovers)  # killed mid-write, for real
+    assert ckpt.latest_good(run / "checkpoints", warn=lambda m: None).name == ckpt.checkpoint_name(4)
+    resume_and_compare(config, run, reference)

@@ -1,0 +1,119 @@
+import mindspore as ms
+import numpy as np
+import pytest
+import torch
+from mindspore import Parameter, Tensor, nn
+
+from gptft import GPT, GPTConfig
+from gptft.tasks.formats import TaskTokens
+from gptft.tasks.heads import ClassificationHead
+from gptft.model.layers import named_parameters
+from gptft.tasks.losses import TaskLoss, cross_entropy
+from gptft.training.optim import AdamW
+from gptft.tasks.task_model import TaskModel
+from gptft.tasks import Task
+from gptft.training.step import TrainStep
+
+TOKENS = TaskTokens(99, 100, 101)
+
+
+class LinearLoss(nn.Cell):
+    """loss = sum(w * x): its gradient is exactly x, so clipping can be checked against a reference."""
+
+    loss_names = ("loss", "again", "and_again")
+
+    def __init__(self, size):
+        super().__init__()
+        self.w = Parameter(Tensor(np.linspace(-1, 1, size).astype(np.float32)), name="w")
+
+    def construct(self, x):
+        loss = (self.w * x).sum()
+        return loss, loss, loss
+
+
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
+def test_clipping_and_update_match_torch(rng, mode):
+    ms.set_context(mode=mode)
+    loss = LinearLoss(5)
+    optimizer = AdamW(loss.trainable_params(), weight_decay=0.0)
+    step = TrainStep(loss, optimizer, max_grad_norm=1.0)
+    w = torch.tensor(np.linspace(-1, 1, 5).astype(np.float32), requires_grad=True)
+    reference = torch.optim.AdamW([w], lr=0.1, weight_decay=0.0)
+    for t, scale in enumerate((3.0, 0.2, 5.0, 0.5), start=1):
+        x = (rng.normal(size=5) * scale).astype(np.float32)
+        *_, norm = step(*optimizer.scalars(t, 0.1), Tensor(x))
+        assert float(norm) == pytest.approx(np.linalg.norm(x), rel=1e-5)
+        w.grad = torch.tensor(x)
+        torch.nn.utils.clip_grad_norm_([w], 1.0)
+        reference.step()
+    # torch divides by (norm + 1e-6) when clipping, hence the tolerance
+    np.testing.assert_allclose(loss.w.asnumpy(), w.detach().numpy(), atol=5e-6)
+
+
+def task_step(accumulate, seed=0):
+    config = GPTConfig.preset("tiny", vocab_size=102, embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
+    ms.set_seed(seed)
+    model = TaskModel(GPT(config, seed=seed), ClassificationHead(32, 2, dropout=0.0))
+    loss = TaskLoss(model, cross_entropy, 0.5)
+    optimizer = AdamW(loss.trainable_params())
+    return TrainStep(loss, optimizer, 1.0, accumulate=accumulate), model
+
+
+def equal_length_batch(rng, n):
+    task = Task("classification", labels=("a", "b"))
+    seqs = [task.format({"text": list(rng.integers(0, 99, 6))}, TOKENS) for _ in range(n)]
+    return task.pack(seqs, rng.integers(0, 2, n))
+
+
+def test_gradient_accumulation_equals_one_large_batch(rng):
+    ms.set_context(mode=ms.GRAPH_MODE)
+    batches = [equal_length_batch(rng, 8) for _ in range(3)]
+    whole, whole_model = task_step(1)
+    split, split_model = task_step(2)
+    whole.set_train(True)
+    split.set_train(True)
+    for t, batch in enumerate(batches, start=1):
+        scalars = whole.optimizer.scalars(t, 1e-3)
+        total, *_, whole_norm = whole(*scalars, *map(Tensor, batch))
+        halves = [tuple(a[i:i + 4] for a in batch) for i in (0, 4)]
+        if t == 1:  # the two cells by hand
+            first = split.accumulate_cell(*map(Tensor, halves[0]))
+            second = split(*scalars, *map(Tensor, halves[1]))
+            assert float(total) == pytest.approx((float(first[0]) + float(second[0])) / 2, rel=1e-5)
+        else:  # the same through train_on, which reports every part by name
+            losses, grad_norm = split.train_on(halves, step=t, lr=1e-3)
+            assert list(losses) == ["loss", "task_loss", "lm_loss"]
+            assert float(total) == pytest.approx(losses["loss"], rel=1e-5)
+            assert float(whole_norm) == pytest.approx(grad_norm, rel=1e-4)
+    ours = named_parameters(split_model, trainable_only=True)
+    for name, param in named_parameters(whole_model, trainable_only=True).items():
+        np.testing.assert_allclose(ours[name].asnumpy(), param.asnumpy(), atol=2e-6, err_msg=name)
+    assert all(np.abs(b.asnumpy()).max() == 0 for b in split.buffers)  # cleared after the update
+    with pytest.raises(ValueError, match="got 1 micro-batches, the step accumulates 2"):
+        split.train_on(halves[:1], step=4, lr=1e-3)
+
+
+def test_dynamic_loss_scaling_skips_overflowing_steps_and_shrinks_the_scale(rng):
+    """The float16 path's loss scaling, exercised on CPU in float32 (the arithmetic is the same)."""
+    loss = LinearLoss(4)
+    optimizer = AdamW(loss.trainable_params(), weight_decay=0.0)
+    scaler = ms.amp.DynamicLossScaler(scale_value=2.0**10, scale_factor=2, scale_window=1000)
+    step = TrainStep(loss, optimizer, max_grad_norm=0.0, loss_scaler=scaler)
+    before = loss.w.asnumpy().copy()
+    total, *_ = step(*optimizer.scalars(1, 0.1), Tensor(np.ones(4, np.float32)))
+    assert float(total) == pytest.approx(float((before * 1).sum()), rel=1e-6)  # reported unscaled
+    after_good = loss.w.asnumpy().copy()
+    assert np.abs(after_good - before).max() > 0.05
+    step(*optimizer.scalars(2, 0.1), Tensor(np.array([np.inf, 1, 1, 1], np.float32)))
+    np.testing.assert_array_equal(loss.w.asnumpy(), after_good)  # the overflowing step changed nothing
+    assert float(scaler.scale_value.asnumpy()) == 2.0**9
+
+
+def test_checkpoint_state_holds_weights_dropout_counters_and_both_moments_of_every_trained_tensor():
+    step, model = task_step(1)
+    state = step.checkpoint_state()
+    weights = step.weights()
+    trained = [name for name, p in weights.items() if p.requires_grad]
+    assert set(state) == set(weights) | {f"optimizer.{m}.{name}" for name in trained for m in "mv"}
+    assert "model.backbone.h.0.attn.attn_dropout.calls" in weights  # the dropout state resumes too
+    assert state["model.head.linear.weight"] is model.head.linear.weight
