@@ -81,3 +81,20 @@ def test_debug_shows_the_traceback(trained):
 
     with pytest.raises(ConfigError):
         main(["--debug", "train", str(config), "--train.lr=fast"])
+
+
+@pytest.mark.parametrize("command, example", [("train", "gptft train configs/sst2.yaml --train.epochs=1"),
+                                              ("pretrain", "gptft pretrain pretrain.yaml --train.epochs=1")])
+def test_help_says_what_the_config_is_and_how_overrides_work(capsys, command, example):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "a YAML" in out and f"gptft schema {command}" in out  # the positional argument, and where its keys are
+    assert "--section.key=value" in out and example in out
+
+
+def test_schema_prints_every_key_documented(capsys):
+    assert main(["schema", "train"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  lm_coef: 0.5" in "\n".join(lines) and all("  # " in line for line in lines)

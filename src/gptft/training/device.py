@@ -17,7 +17,7 @@ PRECISIONS = ("float32", "float16", "bfloat16")
 
 _CPU_PRECISION = (
     "precision {precision!r} is not available on CPU: MindSpore has no bfloat16 CPU kernels for MatMul, "
-    "Softmax or LayerNorm, and float16 ran 2x slower than float32 here; use precision: float32 on CPU "
+    "Softmax or LayerNorm, and float16 runs slower than float32 on CPU; use precision: float32 on CPU "
     "(mixed precision is for GPU and Ascend)"
 )
 
