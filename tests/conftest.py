@@ -1,11 +1,14 @@
 """Shared test setup: offline hubs, quiet MindSpore on CPU, every test in its own working folder."""
 
 import os
+import tempfile
 
-# Before any import that reads them: no test may reach a hub, and MindSpore logs only errors.
+# Before any import that reads them: no test may reach a hub, and MindSpore logs only errors. Compiled
+# graphs are cached for this session only (the cache's own tests point it elsewhere).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("GLOG_v", "3")
+os.environ.setdefault("GPTFT_COMPILE_CACHE", tempfile.mkdtemp(prefix="gptft-compile-cache-"))
 
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402

@@ -70,3 +70,17 @@ def test_version_ranges():
     assert doctor.in_range("2.7.0", "2.7.0", "2.11") and doctor.in_range("2.10.0", "2.7.0", "2.11")
     assert not doctor.in_range("2.11.0", "2.7.0", "2.11") and not doctor.in_range("1.26.4", "1.25", "1.26")
     assert doctor.in_range("2.13.0+cpu", "2.13", None)
+
+
+def test_the_compile_cache_is_reported_and_cleared(monkeypatch, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    (cache / "0123" / "rank_0").mkdir(parents=True)
+    (cache / "0123" / "complete").write_text("")
+    (cache / "0123" / "rank_0" / "compile_cache_0.mindir").write_bytes(b"x" * 2_000_000)
+    monkeypatch.setenv("GPTFT_COMPILE_CACHE", str(cache))
+    check = doctor.check_compile_cache()
+    assert check.status == "ok" and f"{cache}: 1 cached runs, 2 MB" in check.detail
+    assert doctor.main(check_hub=False, compile_step=False, clear_compile_cache=True) == 0
+    assert f"cleared the compile cache {cache}" in capsys.readouterr().out and not cache.exists()
+    monkeypatch.setenv("GPTFT_COMPILE_CACHE", "off")
+    assert "off" in doctor.check_compile_cache().detail

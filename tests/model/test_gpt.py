@@ -4,6 +4,7 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from gptft import GPT, GPTConfig
+from gptft.model.layers import seed_dropout
 from helpers import random_ids
 
 LAYOUTS = ["post_ln", "pre_ln"]
@@ -120,3 +121,21 @@ def test_resize_token_embeddings_keeps_old_rows_and_tie(rng, tiny_config):
     assert model.wte.weight.name == "wte.weight"
     with pytest.raises(ValueError, match="shrink"):
         model.resize_token_embeddings(50)
+
+
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
+def test_host_drawn_dropout_masks_equal_the_ones_the_graph_hashes(rng, mode):
+    ms.set_context(mode=mode)
+    ids = Tensor(rng.integers(0, 99, (3, 9)).astype(np.int32))
+    in_graph, on_host = (GPT(GPTConfig.preset("tiny", attn_pdrop=0.2, resid_pdrop=0.3), seed=4) for _ in range(2))
+    for model in (in_graph, on_host):
+        seed_dropout(model, 7)  # the same keys in both
+        model.set_train(True)
+    for call in range(2):  # the second call draws fresh masks, the same way in both
+        expected = in_graph(ids).asnumpy()
+        keep = on_host.draw_keep_masks(3, 9)
+        assert [m.shape for m in keep[:4]] == [(3, 9, 32), (3, 4, 9, 9), (3, 9, 32), (3, 9, 32)]
+        np.testing.assert_array_equal(on_host(ids, tuple(Tensor(m) for m in keep)).asnumpy(), expected)
+    assert int(on_host.h[1].mlp.dropout.calls.asnumpy()[0]) == int(in_graph.h[1].mlp.dropout.calls.asnumpy()[0]) == 2
+    untouched = on_host.draw_keep_masks(3, 9, advance=False)
+    assert int(on_host.drop.calls.asnumpy()[0]) == 2 and untouched[0].shape == (3, 9, 32)

@@ -130,7 +130,7 @@ def _doctor(args, extra) -> int:
     from .doctor import main as doctor_main
 
     _split_overrides(extra)
-    return doctor_main(check_hub=not args.no_hub)
+    return doctor_main(check_hub=not args.no_hub, clear_compile_cache=args.clear_compile_cache)
 
 
 def _schema(args, extra) -> int:
@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = command("doctor", "check this environment and say how to fix what is wrong", _doctor)
     doctor.add_argument("--no-hub", action="store_true", help="skip the network check of the hub")
+    doctor.add_argument("--clear-compile-cache", action="store_true",
+                        help="delete every cached compiled graph first (GPTFT_COMPILE_CACHE=off turns caching off)")
 
     schema = command("schema", "print every config key with an example value and what it means", _schema)
     schema.add_argument("command_name", choices=["train", "pretrain"], metavar="{train,pretrain}",

@@ -11,6 +11,7 @@
 """
 
 import gzip
+import hashlib
 import importlib.resources
 import json
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from ..data.text import read_documents
 from ..errors import ConfigError
 from ..model.tokenizer import train_bpe
+from ..training import compile_cache
 from .configfile import load_config
 from .finetune import FinetuneResult, train
 from .pretrain import pretrain
@@ -55,6 +57,17 @@ def run_demo(output_dir, from_scratch: bool = False, seed: int = 0, pretrain_ove
     pre_config = load_config(PretrainConfig, DATA / "pretrain.yaml",
                              [f"data.files=[{paths['pretrain']}]", f"output_dir={out / 'pretrain'}",
                               f"train.seed={seed}", *pretrain_overrides])
+    # Both runs in one cache folder: the shipped data, configs and these arguments decide all their graphs.
+    shipped = {name: hashlib.sha256((DATA / name).read_bytes()).hexdigest()
+               for name in ("reviews.jsonl.gz", "unlabeled.txt.gz", "pretrain.yaml", "finetune.yaml")}
+    key = {"command": "demo", "from_scratch": from_scratch, "seed": seed, "shipped": shipped,
+           "overrides": [list(pretrain_overrides), list(finetune_overrides)]}
+    with compile_cache.cached(key):
+        return _pretrain_and_finetune(out, paths, pre_config, from_scratch, seed, finetune_overrides)
+
+
+def _pretrain_and_finetune(out: Path, paths: dict, pre_config, from_scratch: bool, seed: int,
+                           finetune_overrides) -> FinetuneResult:
     if from_scratch:
         # The tokenizer is still learned from the unlabeled text; only the weights start at random.
         tokenizer = train_bpe(read_documents(pre_config.data), pre_config.train_tokenizer.vocab_size,

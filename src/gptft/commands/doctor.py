@@ -3,8 +3,8 @@
 Checks, in order: the Python version; the installed versions of the packages gptft depends on against
 the ranges it is tested with (read from package metadata, so a broken package cannot stop the check);
 that MindSpore and `datasets` import; which devices MindSpore can use; a tiny compiled training step;
-whether mindnlp is installed (it must not be imported beside gptft); and whether the model hub (or the
-`HF_ENDPOINT` mirror) answers. Prints one line per check and, for each problem, the command that fixes
+whether mindnlp is installed (it must not be imported beside gptft); where the compile cache is and how
+much it holds; and whether the model hub (or the `HF_ENDPOINT` mirror) answers. Prints one line per check and, for each problem, the command that fixes
 it. Exit code 0 when the environment is sound, 1 otherwise. An unreachable hub is a warning, not a
 failure: local folders still work.
 """
@@ -136,7 +136,6 @@ def tiny_training_step() -> str:
 
     import mindspore as ms
     import numpy as np
-    from mindspore import Tensor
 
     from ..model.config import GPTConfig
     from ..model.gpt import GPT
@@ -153,10 +152,10 @@ def tiny_training_step() -> str:
     step = TrainStep(loss, optimizer)
     step.set_train(True)
     rng = np.random.default_rng(0)
-    batch = [Tensor(rng.integers(0, 99, (2, 1, 8)).astype(np.int32)), Tensor(np.full((2, 1), 7, np.int32)),
-             Tensor(np.ones((2, 1, 8), np.float32)), Tensor(np.array([0, 1], np.int32))]
+    batch = (rng.integers(0, 99, (2, 1, 8)).astype(np.int32), np.full((2, 1), 7, np.int32),
+             np.ones((2, 1, 8), np.float32), np.array([0, 1], np.int32))
     start = time.perf_counter()
-    losses = [float(step(*optimizer.scalars(t, 1e-3), *batch)[0]) for t in (1, 2)]
+    losses = [step.train_on([batch], t, 1e-3)[0]["loss"] for t in (1, 2)]
     return f"compiled and ran a tiny training step in {time.perf_counter() - start:.1f} s (loss {losses[0]:.3f} -> {losses[1]:.3f})"
 
 
@@ -192,6 +191,17 @@ def check_hub(timeout: float = 5.0) -> Check:
                      "export HF_ENDPOINT=https://hf-mirror.com   # or another mirror you can reach")
 
 
+def check_compile_cache() -> Check:
+    from ..training import compile_cache
+
+    base = compile_cache.root()
+    if base is None:
+        return Check("ok", "compile cache", f"off ({compile_cache.ENVIRONMENT}=off): every run compiles its graphs")
+    runs, size = compile_cache.entries()
+    return Check("ok", "compile cache", f"{base}: {runs} cached runs, {size / 1e6:.0f} MB "
+                 f"(gptft doctor --clear-compile-cache empties it; {compile_cache.ENVIRONMENT}=off turns it off)")
+
+
 def run_checks(check_hub_too: bool = True, compile_step: bool = True) -> list[Check]:
     checks = [check_python(), *check_packages(), *check_imports()]
     if all(c.status == "ok" for c in checks if c.name == "import mindspore"):
@@ -199,12 +209,17 @@ def run_checks(check_hub_too: bool = True, compile_step: bool = True) -> list[Ch
         if compile_step:
             checks.append(check_compiled_step())
     checks.append(check_mindnlp())
+    checks.append(check_compile_cache())
     if check_hub_too:
         checks.append(check_hub())
     return checks
 
 
-def main(check_hub: bool = True, compile_step: bool = True) -> int:
+def main(check_hub: bool = True, compile_step: bool = True, clear_compile_cache: bool = False) -> int:
+    if clear_compile_cache:
+        from ..training import compile_cache
+
+        print(f"cleared the compile cache {compile_cache.clear()}")
     checks = run_checks(check_hub, compile_step)
     width = max(len(c.name) for c in checks)
     for c in checks:

@@ -25,7 +25,7 @@ from ..tasks.heads import head_factory
 from ..tasks.losses import TaskLoss
 from ..tasks.metrics import confusion_matrix
 from ..tasks.task_model import TaskModel
-from ..training import device
+from ..training import compile_cache, device
 from ..training.config import TrainConfig
 from ..training.device import Placement
 from ..training.optim import AdamW
@@ -33,6 +33,7 @@ from ..training.runlog import plot_confusion_matrix
 from ..training.step import TrainStep
 from ..training.trainer import Progress, Trainer
 from . import run_folder
+from .configfile import to_dict
 from .schema import RunConfig
 
 
@@ -76,23 +77,44 @@ def train(config: RunConfig, resume: bool = False) -> FinetuneResult:
     trainer = Trainer(task_train_step(model, recipe, placement), recipe, output_dir,
                       evaluate=lambda: evaluate(model, data.validation).metrics,
                       best_metric=task.metric_names[0], placement=placement)
-    progress = trainer.fit(data.train, resume=resume)
-    if not placement.is_main:
-        return FinetuneResult(progress, None, None)  # the replicas are identical: rank 0 tests and exports
-    trainer.restore_best(progress)
-    test = None
-    if data.test:
-        result = evaluate(model, data.test)
-        test = result.metrics
-        trainer.log.write({"step": progress.step, "split": "test", **test})
-        write_predictions(output_dir / "predictions-test.jsonl", task, result.predictions, result.logits, data.test_ids)
-        if task.labels:
-            labels = np.concatenate([b.labels for b in data.test])
-            matrix = confusion_matrix(result.predictions, labels, len(task.labels))
-            plot_confusion_matrix(matrix, task.labels, output_dir / "confusion_matrix.png", "test split")
+    with compile_cache.cached(graph_key(config, model, data, placement, resume)):
+        progress = trainer.fit(data.train, resume=resume)
+        if not placement.is_main:
+            return FinetuneResult(progress, None, None)  # the replicas are identical: rank 0 tests and exports
+        trainer.restore_best(progress)
+        test = None
+        if data.test:
+            result = evaluate(model, data.test)
+            test = result.metrics
+            trainer.log.write({"step": progress.step, "split": "test", **test})
+            write_predictions(output_dir / "predictions-test.jsonl", task, result.predictions, result.logits,
+                              data.test_ids)
+            if task.labels:
+                labels = np.concatenate([b.labels for b in data.test])
+                matrix = confusion_matrix(result.predictions, labels, len(task.labels))
+                plot_confusion_matrix(matrix, task.labels, output_dir / "confusion_matrix.png", "test split")
     model.save_pretrained(output_dir / "model")
     tokenizer.save_pretrained(output_dir / "model")
     return FinetuneResult(progress, test, output_dir / "model")
+
+
+def graph_key(config: RunConfig, model: TaskModel, data: TaskData, placement: Placement, resume: bool) -> dict | None:
+    """What decides the graphs a fine-tuning run compiles and their order (see `compile_cache`), or None
+    when that order cannot be known in advance (a resumed run with a graph per batch length)."""
+    head_source = compile_cache.code_of(type(model.head))
+    if head_source is None:
+        return None
+    key = {"command": "train", "model": model.backbone.config.to_dict(), "head": head_source,
+           "rank": placement.rank, "world_size": placement.world_size}
+    if config.train.dynamic_length:  # one graph per cell, compiled in a fixed order: the data cannot matter
+        return {**key, "run": compile_cache.graph_settings(to_dict(config), compile_cache.NOT_IN_GRAPHS + (
+            "seed", "epochs", "max_steps", "eval_every", "data"))}
+    if resume:
+        return None
+    # One graph per batch length, in the order the seeded batches meet them: the lengths decide it.
+    lengths = [data.train.lengths.tolist(), [b.ids.shape for b in data.validation],
+               [b.ids.shape for b in data.test or []]]
+    return {**key, "run": compile_cache.graph_settings(to_dict(config)), "lengths": lengths}
 
 
 def prepare_data(config: RunConfig, tokenizer: Tokenizer, placement: Placement) -> TaskData:

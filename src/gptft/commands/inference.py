@@ -15,6 +15,7 @@ from ..errors import ConfigError, DataError, ModelFileError
 from ..model.tokenizer import Tokenizer
 from ..tasks.evaluation import evaluate, predict_logits, predictions_of, prediction_records, write_predictions
 from ..tasks.task_model import TaskModel
+from ..training import compile_cache
 
 
 def load_model_folder(folder) -> tuple[TaskModel, Tokenizer]:
@@ -25,6 +26,16 @@ def load_model_folder(folder) -> tuple[TaskModel, Tokenizer]:
         raise ModelFileError(f"{folder}: the tokenizer has {tokenizer.vocab_size} ids, the model "
                              f"{model.backbone.config.vocab_size}")
     return model, tokenizer
+
+
+def _cache_key(model: TaskModel, batches, dynamic_length: bool) -> dict | None:
+    """What decides an inference process's graphs: the model and the batch shapes (see `compile_cache`)."""
+    head = compile_cache.code_of(type(model.head))
+    if head is None:
+        return None
+    shapes = "any" if dynamic_length else [b.ids.shape for b in batches]
+    return {"command": "inference", "model": model.backbone.config.to_dict(), "head": head, "task": repr(model.task),
+            "shapes": shapes}
 
 
 def evaluate_folder(model_dir, config: DataConfig, split: str, output=None, batch_size: int = 16,
@@ -38,7 +49,8 @@ def evaluate_folder(model_dir, config: DataConfig, split: str, output=None, batc
     batches, ids = eval_batches(encode(examples, task, tokenizer, config.cache_dir), task, batch_size, config.buckets)
     if dynamic_length:
         model.compile_for_any_length()
-    result = evaluate(model, batches)
+    with compile_cache.cached(_cache_key(model, batches, dynamic_length)):
+        result = evaluate(model, batches)
     if output:
         write_predictions(Path(output), task, result.predictions, result.logits, ids)
     return result.metrics
@@ -64,7 +76,8 @@ def predict(model_dir, rows: list[dict], output=None, batch_size: int = 16, dyna
     batches, order = eval_batches(encode(examples, task, tokenizer, use_cache=False), task, batch_size)
     if dynamic_length:
         model.compile_for_any_length()
-    logits = predict_logits(model, batches)
+    with compile_cache.cached(_cache_key(model, batches, dynamic_length)):
+        logits = predict_logits(model, batches)
     by_input = [None] * len(rows)
     for position, row_logits in zip(order, logits):
         by_input[position] = row_logits

@@ -18,11 +18,12 @@ from ..errors import ConfigError
 from ..model.layers import seed_dropout
 from ..model.tokenizer import Tokenizer, train_bpe
 from ..tasks.losses import LanguageModelLoss
-from ..training import device
+from ..training import compile_cache, device
 from ..training.optim import AdamW
 from ..training.step import TrainStep
 from ..training.trainer import ListSource, Progress, Trainer
 from . import run_folder
+from .configfile import to_dict
 from .schema import PretrainConfig
 
 
@@ -75,8 +76,14 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> PretrainResult:
         print(f"pre-training on {len(blocks) - len(validation)} blocks of {block_size} tokens ({len(documents)} "
               f"documents), {len(validation)} held out; vocabulary {tokenizer.vocab_size}")
     trainer = Trainer(step, recipe, output_dir, evaluate=validation_loss, best_metric="val_loss", placement=placement)
-    progress = trainer.fit(ListSource(batches, seed=recipe.seed), resume=resume)
+    # Every batch has one shape, so the graphs and their order follow from the settings and the block counts.
+    key = {"command": "pretrain", "model": model.config.to_dict(), "blocks": [len(blocks), len(validation)],
+           "run": compile_cache.graph_settings(to_dict(config)), "rank": placement.rank,
+           "world_size": placement.world_size}
+    with compile_cache.cached(key):
+        progress = trainer.fit(ListSource(batches, seed=recipe.seed), resume=resume)
+        result = PretrainResult(progress, validation_loss(), model_dir)
     if placement.is_main:
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
-    return PretrainResult(progress, validation_loss(), model_dir)
+    return result

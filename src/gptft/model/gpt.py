@@ -66,17 +66,17 @@ class CausalSelfAttention(nn.Cell):
     def _heads(self, x, B, T):
         return ops.transpose(x.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))  # (B, nh, T, hs)
 
-    def construct(self, x):
+    def construct(self, x, keep_probs=None, keep_out=None):
         B, T, C = x.shape
         # Split, then move heads forward: far faster on CPU than indexing a (3, B, nh, T, hs) tensor.
         q, k, v = self.split_qkv(self.c_attn(x))
         q, k, v = self._heads(q, B, T), self._heads(k, B, T), self._heads(v, B, T)
         att = self.qk(q * self.scale, k)  # (B, nh, T, T)
         att = att + self.causal_mask[:, :, :T, :T]
-        att = self.attn_dropout(ops.softmax(att, axis=-1))
+        att = self.attn_dropout(ops.softmax(att, axis=-1), keep_probs)
         y = self.av(att, v)  # (B, nh, T, hs)
         y = ops.transpose(y, (0, 2, 1, 3)).reshape(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+        return self.resid_dropout(self.c_proj(y), keep_out)
 
 
 class MLP(nn.Cell):
@@ -87,8 +87,8 @@ class MLP(nn.Cell):
         self.act = ACTIVATIONS[config.activation]
         self.dropout = Dropout(config.resid_pdrop)
 
-    def construct(self, x):
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+    def construct(self, x, keep=None):
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))), keep)
 
 
 class Block(nn.Cell):
@@ -107,12 +107,14 @@ class Block(nn.Cell):
         self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
         self.mlp = MLP(config, rng)
 
-    def construct(self, x):
+    def construct(self, x, keep=None):
+        # keep: None (masks drawn in the graph) or the (attention, attention output, MLP) keep masks.
+        probs, attn_out, mlp_out = (None, None, None) if keep is None else keep
         if self.pre_ln:
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-        x = self.ln_1(x + self.attn(x))
-        return self.ln_2(x + self.mlp(x))
+            x = x + self.attn(self.ln_1(x), probs, attn_out)
+            return x + self.mlp(self.ln_2(x), mlp_out)
+        x = self.ln_1(x + self.attn(x, probs, attn_out))
+        return self.ln_2(x + self.mlp(x, mlp_out))
 
 
 class GPT(nn.Cell):
@@ -121,6 +123,8 @@ class GPT(nn.Cell):
     Calling the model on int32 token ids `(B, T)` returns the final hidden states `(B, T, n_embd)`;
     `lm_logits` turns hidden states into next-token logits with the token embedding as the output matrix.
     Sequences are right-padded: attention is causal, so padding after a token cannot change its state.
+    In training, `model(ids, model.draw_keep_masks(B, T))` passes dropout masks drawn on the host (one
+    multiply each in the graph) instead of hashing them inside the graph; the masks are the same.
 
     Args:
         config: the model's shape.
@@ -148,15 +152,32 @@ class GPT(nn.Cell):
         # Setting the mode explicitly keeps the phase and the flag in step.
         self.set_train(False)
 
-    def construct(self, ids):
+    def construct(self, ids, keep=None):
         T = ids.shape[-1]
         x = self.wte(ids) + self.wpe(self.position_ids[:T])  # (B, T, C)
-        x = self.drop(x)
-        for block in self.h:
-            x = block(x)
+        if keep is None:
+            x = self.drop(x)
+            for block in self.h:
+                x = block(x)
+        else:  # keep[0] for the embeddings, then three masks per block (see draw_keep_masks)
+            x = self.drop(x, keep[0])
+            for i, block in enumerate(self.h):
+                x = block(x, keep[1 + 3 * i:4 + 3 * i])
         if self.ln_f is not None:
             x = self.ln_f(x)
         return x
+
+    def draw_keep_masks(self, B: int, T: int, advance: bool = True) -> tuple:
+        """The dropout masks of the next training call on `(B, T)` ids, drawn on the host: the embeddings'
+        `(B, T, C)`, then per block the attention probabilities' `(B, n_head, T, T)` and the attention and
+        MLP outputs' `(B, T, C)`. Counts the call (unless not `advance`), so checkpoints resume the same
+        sequence of masks."""
+        C, H = self.config.n_embd, self.config.n_head
+        masks = [self.drop.draw((B, T, C), advance)]
+        for block in self.h:
+            masks += [block.attn.attn_dropout.draw((B, H, T, T), advance),
+                      block.attn.resid_dropout.draw((B, T, C), advance), block.mlp.dropout.draw((B, T, C), advance)]
+        return tuple(masks)
 
     def lm_logits(self, hidden):
         """Next-token logits `(..., vocab_size)` from hidden states `(..., n_embd)`, via the tied embedding."""

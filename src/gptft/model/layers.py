@@ -4,7 +4,9 @@
 the call count is a `Parameter`, so it is saved in training checkpoints. MindSpore's own random kernels
 keep their generator state inside the kernel, where neither `mindspore.get_rng_state` nor a checkpoint
 can reach it, so a run resumed from a checkpoint would draw different masks; with this cell it draws the
-same ones. The CPU-specific operator choices below are measured in docs/performance-cpu.md.
+same ones. The mask is either computed inside the graph or drawn on the host (`Dropout.draw`) and passed
+in: the same mask either way, but the host's costs the graph a single multiply instead of a hash chain
+over every element. The CPU-specific operator choices below are measured in docs/performance-cpu.md.
 """
 
 import itertools
@@ -61,9 +63,11 @@ def _threshold(p: float) -> int:
 class Dropout(nn.Cell):
     """Inverted dropout whose random state lives in checkpointable parameters.
 
-    Every training call draws a fresh mask and advances `calls` by one; evaluation (``set_train(False)``)
-    is the identity and draws nothing. Restoring `key` and `calls` from a checkpoint continues the same
-    sequence of masks; `seed_dropout` sets the keys from a run's seed.
+    Every training call uses a fresh mask and advances `calls` by one; evaluation (``set_train(False)``)
+    is the identity and draws nothing. Called as `drop(x)` the mask is hashed inside the graph; called as
+    `drop(x, keep)` it is `keep`, a boolean array of x's shape that `drop.draw(x.shape)` made on the host
+    (and counted). Both give the mask `keep_mask` specifies. Restoring `key` and `calls` from a checkpoint
+    continues the same sequence of masks; `seed_dropout` sets the keys from a run's seed.
 
     Args:
         p: probability of zeroing an element, in ``[0, 1)``.
@@ -87,9 +91,23 @@ class Dropout(nn.Cell):
         h = ops.bitwise_xor(h, ops.bitwise_right_shift(h, _SHIFT_15)) * _U_MUL_C
         return ops.bitwise_xor(h, ops.bitwise_right_shift(h, _SHIFT_16))
 
-    def construct(self, x):
+    def draw(self, shape, advance: bool = True) -> np.ndarray:
+        """The boolean keep mask of this cell's next training call on a tensor of `shape`, drawn on the host,
+        and the call counted (unless not `advance`). A cell that drops nothing (p = 0) gets a one-element
+        placeholder it never reads."""
+        if self.p == 0.0:
+            return np.ones(1, np.bool_)
+        key = int(self.key.asnumpy().view(np.uint32)[0])
+        call = int(self.calls.asnumpy()[0])
+        if advance:
+            self.calls.set_data(Tensor(np.array([call + 1], np.int32)))
+        return keep_mask(key, call, int(np.prod(shape)), self.p).reshape(shape)
+
+    def construct(self, x, keep=None):
         if not self.training or self.p == 0.0:
             return x
+        if keep is not None:
+            return x * keep.astype(x.dtype) * self.scale
         seed = self._mix(self.calls.astype(ms.uint32) * _U_MUL_A + self.key.astype(ms.uint32))
         ops.assign_add(self.calls, ops.ones((1,), ms.int32))
         h = ops.bitwise_xor(ops.arange(0, x.size, dtype=ms.uint32).reshape(x.shape), seed) * _U_MUL_A

@@ -6,7 +6,9 @@ The LM loss is next-token cross-entropy on the task's own inputs, over real toke
 computed. Both parts are returned so they can be logged.
 
 A loss cell returns a tuple of scalars named by its `loss_names`; the first is the one minimised. The
-training step logs each part under its name. `LanguageModelLoss` is pre-training's objective (Section 3.1).
+training step logs each part under its name, and appends the arrays `extra_inputs(batch)` returns to
+each batch: here the backbone's dropout masks, drawn on the host (see `GPT.draw_keep_masks`).
+`LanguageModelLoss` is pre-training's objective (Section 3.1).
 """
 
 import math
@@ -85,9 +87,14 @@ class TaskLoss(nn.Cell):
         self.task_loss = task_loss
         self.lm_coef = float(lm_coef)
 
-    def construct(self, ids, positions, lm_mask, labels):
+    def extra_inputs(self, batch, advance: bool = True) -> tuple:
+        """The backbone's dropout masks for this batch `(ids, positions, lm_mask, labels)`."""
+        B, S, T = batch[0].shape
+        return self.model.backbone.draw_keep_masks(B * S, T, advance)
+
+    def construct(self, ids, positions, lm_mask, labels, *keep):
         B, S, T = ids.shape
-        hidden = self.model.hidden(ids)  # (B, S, T, C)
+        hidden = self.model.hidden(ids, keep if keep else None)  # (B, S, T, C)
         task = self.task_loss(self.model.head(hidden, positions), labels)
         if self.lm_coef == 0.0:
             return task, task, ops.zeros((), task.dtype)
@@ -105,6 +112,11 @@ class LanguageModelLoss(nn.Cell):
         super().__init__()
         self.model = model
 
-    def construct(self, ids):
-        logits = self.model.lm_logits(self.model(ids[:, :-1]))
+    def extra_inputs(self, batch, advance: bool = True) -> tuple:
+        """The model's dropout masks for these blocks `(ids,)`, which it reads without their last token."""
+        B, T = batch[0].shape
+        return self.model.draw_keep_masks(B, T - 1, advance)
+
+    def construct(self, ids, *keep):
+        logits = self.model.lm_logits(self.model(ids[:, :-1], keep if keep else None))
         return (cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1)),)

@@ -61,10 +61,11 @@ class TaskModel(nn.Cell):
         ms.set_seed(seed)
         return cls(backbone, task.build_head(backbone.config.n_embd, dropout), task)
 
-    def hidden(self, ids):
-        """Final hidden states `(B, S, T, C)` of ids `(B, S, T)`."""
+    def hidden(self, ids, keep=None):
+        """Final hidden states `(B, S, T, C)` of ids `(B, S, T)`; `keep`: the backbone's dropout masks for
+        `B * S` sequences, or None (see `GPT.draw_keep_masks`)."""
         B, S, T = ids.shape
-        return self.backbone(ids.reshape(B * S, T)).reshape(B, S, T, -1)
+        return self.backbone(ids.reshape(B * S, T), keep).reshape(B, S, T, -1)
 
     def construct(self, ids, positions):
         return self.head(self.hidden(ids), positions)

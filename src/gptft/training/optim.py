@@ -6,6 +6,7 @@ per-step scalars the caller passes in (`adam_scalars`): with lr_t = lr·sqrt(1-�
 eps_t = eps·sqrt(1-β2^t), the kernel's `w -= lr_t·(m/(sqrt(v)+eps_t) + decay_t·w)` equals AdamW's
 `w -= lr·wd·w + lr·m̂/(sqrt(v̂)+eps)` when decay_t = wd·lr/lr_t. It is exact like
 `experimental.optim.AdamW` without that optimizer's compile time (docs/performance-cpu.md#optimizer).
+The updates run outside the gradient graph, in small graphs of a few dozen parameters each.
 """
 
 import math
@@ -28,45 +29,72 @@ def adam_scalars(step: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, we
     return lr_t, eps * correction2, decay_t
 
 
-_adam = ops.MultitypeFuncGraph("adam")
+# Parameters per update graph: GPT-1's 148 in one; larger models get a few graphs of this size, which each
+# compile in seconds (docs/performance-cpu.md#compile-time).
+GROUP_SIZE = 150
 
 
-@_adam.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Bool", "Tensor",
-                "Tensor", "Tensor", "Tensor")
-def _adam_update(kernel, beta1, beta2, lr, eps, decay, zero, decayed, param, m, v, grad):
-    kernel(param, m, v, lr, beta1, beta2, eps, decay if decayed else zero, grad)
-    return True
+class AdamW:
+    """Decoupled-weight-decay Adam over `params`, applied by one small compiled graph per group of them.
 
-
-class AdamW(nn.Cell):
-    """Decoupled-weight-decay Adam over `params`; call it with the gradients and `adam_scalars(step, lr)`.
-
-    The moments are parameters (`adam_m.*`, `adam_v.*`), so they are saved in and restored from
-    training checkpoints with everything else.
+    `apply(grads, scalars, scale)` updates every parameter with `scale * grad` (the clipping factor);
+    `scalars(step, lr)` are the kernel's per-step scalars. The moments are parameters (`adam_m.*`,
+    `adam_v.*`), so training checkpoints save and restore them with everything else.
     """
 
-    def __init__(self, params, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01):
-        super().__init__()
+    def __init__(self, params, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
+                 group_size: int = GROUP_SIZE):
         self.params = ParameterTuple(params)
         self.m = self.params.clone(prefix="adam_m", init="zeros")
         self.v = self.params.clone(prefix="adam_v", init="zeros")
         self.betas = tuple(float(b) for b in betas)
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
-        self.decayed = tuple(decays(p) for p in self.params)
-        self.beta1 = Tensor(self.betas[0], ms.float32)
-        self.beta2 = Tensor(self.betas[1], ms.float32)
-        self.zero = Tensor(0.0, ms.float32)
-        self.kernel = ops.AdamWeightDecay()
-        self.map = ops.HyperMap()
+        self.group_size = group_size
+        self.groups = {}  # scaled or not -> the update cells, built on first use
 
     def scalars(self, step: int, lr: float) -> tuple[Tensor, Tensor, Tensor]:
         """The kernel's scalars for update `step` (1-based) at learning rate `lr`, as float32 tensors."""
         return tuple(Tensor(x, ms.float32) for x in adam_scalars(step, lr, self.betas, self.eps, self.weight_decay))
 
-    def construct(self, grads, lr, eps, decay):
-        return self.map(ops.partial(_adam, self.kernel, self.beta1, self.beta2, lr, eps, decay, self.zero),
-                        self.decayed, self.params, self.m, self.v, grads)
+    def apply(self, grads, scalars, scale=None) -> None:
+        """One update of every parameter with `grads` (in `params` order), times `scale` if given."""
+        scaled = scale is not None
+        if scaled not in self.groups:
+            n = len(self.params)
+            self.groups[scaled] = [_Update(self, start, min(start + self.group_size, n), scaled)
+                                   for start in range(0, n, self.group_size)]
+        extra = (scale,) if scaled else ()
+        for group in self.groups[scaled]:
+            group(*scalars, *extra, *grads[group.start:group.stop])
+
+    def compile_cache_sizes(self) -> list[int]:
+        """Graphs compiled by each update cell (one each, whatever the batch shapes)."""
+        return [len(group.compile_cache) for groups in self.groups.values() for group in groups]
+
+
+class _Update(nn.Cell):
+    """The fused `AdamWeightDecay` kernel on parameters `start:stop` of an `AdamW`, one graph."""
+
+    def __init__(self, optimizer: AdamW, start: int, stop: int, scaled: bool):
+        super().__init__()
+        self.start, self.stop, self.scaled = start, stop, scaled
+        self.params = ParameterTuple(list(optimizer.params)[start:stop])
+        self.m = ParameterTuple(list(optimizer.m)[start:stop])
+        self.v = ParameterTuple(list(optimizer.v)[start:stop])
+        self.decayed = tuple(decays(p) for p in self.params)
+        self.beta1 = Tensor(optimizer.betas[0], ms.float32)
+        self.beta2 = Tensor(optimizer.betas[1], ms.float32)
+        self.zero = Tensor(0.0, ms.float32)
+        self.kernel = ops.AdamWeightDecay()
+
+    def construct(self, lr, eps, decay, *scale_and_grads):
+        scale, grads = (scale_and_grads[0], scale_and_grads[1:]) if self.scaled else (None, scale_and_grads)
+        for param, m, v, grad, decayed in zip(self.params, self.m, self.v, grads, self.decayed):
+            if scale is not None:
+                grad = grad * scale
+            self.kernel(param, m, v, lr, self.beta1, self.beta2, eps, decay if decayed else self.zero, grad)
+        return lr
 
 
 def linear_warmup_linear_decay(step: int, total_steps: int, warmup_steps: int) -> float:

@@ -2,13 +2,16 @@
 
 It knows nothing about GPT: it takes a loss cell and an `AdamW`. The loss cell returns a tuple of scalars
 named by its `loss_names` attribute, the first being the one minimised; the step reports each of them and
-the gradient norm. In GRAPH_MODE each call of a step cell runs one compiled graph, built once per input
-shape (or once for all shapes, after `compile_for_any_length`).
+the gradient norm. A loss cell may also define `extra_inputs(batch, advance=True)`: arrays made on the
+host for each call and appended to the batch (gptft's losses pass their dropout masks this way).
 
-With gradient accumulation over k micro-batches, the first k-1 call `accumulate_cell` (gradients added
-into buffers) and the last calls the step itself (buffers plus its own gradients, divided by k, clipped,
-applied, buffers cleared), so the update equals one step on the k micro-batches together; `train_on`
-does that for one optimizer step's micro-batches.
+One step is a few compiled graphs: the gradient graph (forward and backward of the loss cell, with no
+in-place updates of its own), then the optimizer's small update graphs. Keeping the parameter updates out
+of the big graph keeps its compile time and memory down (docs/performance-cpu.md#compile-time). With
+gradient accumulation over k micro-batches the gradient graph also takes the running sum of the earlier
+micro-batches' gradients and returns the new one, so the update equals one step on the k micro-batches
+together. In GRAPH_MODE each graph is built once per input shape, or once for all shapes after
+`compile_for_any_length`.
 """
 
 import mindspore as ms
@@ -16,6 +19,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from ..model.layers import named_parameters
+from .device import release_freed_memory
 from .optim import AdamW
 
 
@@ -32,20 +36,22 @@ def any_shape(arrays) -> list[Tensor]:
     return placeholders
 
 
-def global_norm(grads):
-    return ops.sqrt(ops.addn([ops.reduce_sum(g * g) for g in grads]))
-
-
 class _Gradients(nn.Cell):
-    """`(*batch) -> (loss parts, gradients)`, all-reduced (mean) across data-parallel workers."""
+    """`(*batch, *running) -> (loss parts, running + gradients[, finite])`.
 
-    def __init__(self, loss_cell: nn.Cell, optimizer: AdamW, world_size: int, loss_scaler=None):
+    Gradients are all-reduced (mean) across data-parallel workers. `running` is empty unless the step
+    accumulates. `finite`, whether every gradient is finite, comes only with float16 loss scaling.
+    """
+
+    def __init__(self, loss_cell: nn.Cell, params, world_size: int, accumulate: int, loss_scaler=None):
         super().__init__()
         self.loss_cell = loss_cell
-        self.grad_fn = ms.value_and_grad(self._scaled_loss, None, optimizer.params, has_aux=True)
-        self.reducer = nn.DistributedGradReducer(optimizer.params, mean=True, degree=world_size) if world_size > 1 else None
+        self.grad_fn = ms.value_and_grad(self._scaled_loss, None, params, has_aux=True)
+        self.reducer = nn.DistributedGradReducer(params, mean=True, degree=world_size) if world_size > 1 else None
         self.all_reduce = ops.AllReduce() if world_size > 1 else None
         self.world_size = world_size
+        self.accumulate = accumulate
+        self.num_params = len(params)
         self.loss_scaler = loss_scaler
 
     def _scaled_loss(self, *batch):
@@ -54,7 +60,11 @@ class _Gradients(nn.Cell):
             return parts
         return (self.loss_scaler.scale(parts[0]),) + tuple(parts[1:])
 
-    def construct(self, *batch):
+    def construct(self, *inputs):
+        if self.accumulate > 1:
+            batch, running = inputs[:-self.num_params], inputs[-self.num_params:]
+        else:
+            batch, running = inputs, ()
         parts, grads = self.grad_fn(*batch)
         if self.loss_scaler is not None:
             grads = self.loss_scaler.unscale(grads)
@@ -63,39 +73,56 @@ class _Gradients(nn.Cell):
             grads = self.reducer(grads)
             # Report the losses over the whole global batch, not this worker's share of it.
             parts = tuple(self.all_reduce(p) / self.world_size for p in parts)
-        return parts, grads
+        if self.accumulate > 1:
+            grads = tuple(r + g for r, g in zip(running, grads))
+        if self.loss_scaler is None:
+            return parts, grads
+        return parts, grads, ms.amp.all_finite(grads)
 
 
-class TrainStep(nn.Cell):
-    """One optimizer step on one batch: `step(lr, eps, decay, *batch) -> (*loss parts, grad_norm)`.
+class _SquaredSum(nn.Cell):
+    """The sum of squares of some tensors, one small graph (the gradient norm, a group at a time)."""
 
-    `lr, eps, decay` are the scalars of `AdamW.scalars(step, lr)`; computing them on the host keeps the
-    schedule out of the graph and the step a pure function of its inputs and the parameters.
+    def construct(self, *tensors):
+        return ops.addn([ops.reduce_sum(t * t) for t in tensors])
+
+
+class TrainStep:
+    """One optimizer step on its micro-batches: `step.train_on(micro_batches, step_number, lr)`.
+
+    The learning rate and Adam's bias correction are computed on the host for each step, which keeps the
+    schedule out of the graphs and a step a pure function of its inputs and the parameters.
 
     Args:
         loss_cell: returns a tuple of scalars named by its `loss_names`; the gradient is that of the first.
         optimizer: the `AdamW` over the parameters to train.
         max_grad_norm: clip gradients to this global norm (0 disables clipping).
-        accumulate: micro-batches per optimizer step; above 1 use `accumulate_cell` for all but the last.
+        accumulate: micro-batches per optimizer step.
         world_size: data-parallel workers whose gradients are averaged.
         loss_scaler: a `mindspore.amp.DynamicLossScaler` for float16 training, else None.
     """
 
     def __init__(self, loss_cell: nn.Cell, optimizer: AdamW, max_grad_norm: float = 1.0, accumulate: int = 1,
                  world_size: int = 1, loss_scaler=None):
-        super().__init__()
+        self.loss_cell = loss_cell
         self.loss_names = tuple(loss_cell.loss_names)
-        self.gradients = _Gradients(loss_cell, optimizer, world_size, loss_scaler)
+        self.draws_extra_inputs = hasattr(loss_cell, "extra_inputs")
         self.optimizer = optimizer
         self.max_grad_norm = float(max_grad_norm)
         self.accumulate = int(accumulate)
         self.loss_scaler = loss_scaler
-        self.buffers = optimizer.params.clone(prefix="grad_buffer", init="zeros") if accumulate > 1 else None
-        self.accumulate_cell = _Accumulate(self.gradients, self.buffers) if accumulate > 1 else None
+        self.gradients = _Gradients(loss_cell, optimizer.params, world_size, self.accumulate, loss_scaler)
+        self.squared_sums = [(start, _SquaredSum()) for start in range(0, len(optimizer.params), optimizer.group_size)]
+        # The running sum starts from these zeros (never written: the graph returns new tensors).
+        self.zeros = [Tensor(np.zeros(p.shape, np.float32)) for p in optimizer.params] if accumulate > 1 else []
+
+    def set_train(self, mode: bool = True) -> None:
+        self.loss_cell.set_train(mode)
+        self.gradients.set_train(mode)
 
     def weights(self) -> dict[str, Parameter]:
         """What the loss cell holds (weights and dropout counters), by structural name: a model's state."""
-        return named_parameters(self.gradients.loss_cell)
+        return named_parameters(self.loss_cell)
 
     def checkpoint_state(self) -> dict[str, Parameter]:
         """Everything a checkpoint must hold to resume exactly: `weights()`, the Adam moments and the loss scale."""
@@ -109,13 +136,22 @@ class TrainStep(nn.Cell):
             state["loss_scale.counter"] = self.loss_scaler.counter
         return state
 
+    def inputs(self, batch, advance: bool = True) -> list[Tensor]:
+        """One micro-batch as the gradient graph's tensors: the batch's arrays and the loss cell's extras."""
+        extra = self.loss_cell.extra_inputs(batch, advance) if self.draws_extra_inputs else ()
+        return [Tensor(a) for a in (*batch, *extra)]
+
     def compile_for_any_length(self, batch) -> None:
-        """Build one graph for batches of every shape like `batch` (one micro-batch of arrays), instead of
-        one graph per batch length (see `TrainConfig.dynamic_length`)."""
-        scalars = [Tensor(shape=[], dtype=ms.float32)] * 3
-        self.set_inputs(*scalars, *any_shape(batch))
-        if self.accumulate_cell is not None:
-            self.accumulate_cell.set_inputs(*any_shape(batch))
+        """Build one gradient graph for batches of every shape like `batch` (one micro-batch of arrays),
+        instead of one per batch length (see `TrainConfig.dynamic_length`)."""
+        example = any_shape([t.asnumpy() for t in self.inputs(batch, advance=False)])
+        running = [Tensor(shape=z.shape, dtype=z.dtype) for z in self.zeros]
+        self.gradients.set_inputs(*example, *running)
+
+    def compiled_graphs(self) -> int:
+        """How many graphs the step has compiled so far (the gradient graph per shape, and the updates)."""
+        return (len(self.gradients.compile_cache) + sum(self.optimizer.compile_cache_sizes())
+                + sum(len(cell.compile_cache) for _, cell in self.squared_sums))
 
     def train_on(self, micro_batches, step: int, lr: float) -> tuple[dict, float]:
         """Optimizer step number `step` (1-based) at learning rate `lr` on its `accumulate` micro-batches.
@@ -124,42 +160,23 @@ class TrainStep(nn.Cell):
         """
         if len(micro_batches) != self.accumulate:
             raise ValueError(f"step {step} got {len(micro_batches)} micro-batches, the step accumulates {self.accumulate}")
-        parts = [self.accumulate_cell(*map(Tensor, batch)) for batch in micro_batches[:-1]]
-        *last, grad_norm = self(*self.optimizer.scalars(step, lr), *map(Tensor, micro_batches[-1]))
-        parts.append(last)
-        means = np.array([[float(x) for x in p] for p in parts]).mean(axis=0)
-        return dict(zip(self.loss_names, means.tolist())), float(grad_norm)
-
-    def construct(self, lr, eps, decay, *batch):
-        parts, grads = self.gradients(*batch)
-        if self.buffers is not None:
-            grads = tuple((g + b) / self.accumulate for g, b in zip(grads, self.buffers))
-            for b in self.buffers:
-                ops.assign(b, ops.zeros_like(b))
-        norm = global_norm(grads)
-        if self.max_grad_norm > 0:
-            scale = self.max_grad_norm / ops.maximum(norm, self.max_grad_norm)
-            grads = tuple(g * scale for g in grads)
-        if self.loss_scaler is None:
-            self.optimizer(grads, lr, eps, decay)
-        else:
-            finite = ms.amp.all_finite(grads)
-            self.loss_scaler.adjust(finite)
-            if finite:
-                self.optimizer(grads, lr, eps, decay)
-        return parts + (norm,)
-
-
-class _Accumulate(nn.Cell):
-    """A micro-batch that is not the last of its step: add its gradients to the buffers."""
-
-    def __init__(self, gradients: _Gradients, buffers):
-        super().__init__()
-        self.gradients = gradients
-        self.buffers = buffers
-
-    def construct(self, *batch):
-        parts, grads = self.gradients(*batch)
-        for b, g in zip(self.buffers, grads):
-            ops.assign_add(b, g)
-        return parts
+        compiled = self.compiled_graphs()
+        running, parts = self.zeros, []
+        for batch in micro_batches:
+            losses, running, *finite = self.gradients(*self.inputs(batch), *running)
+            parts.append([float(x) for x in losses])
+        size = self.optimizer.group_size
+        squares = sum(float(cell(*running[start:start + size])) for start, cell in self.squared_sums)
+        norm = float(np.sqrt(squares)) / self.accumulate
+        if self.loss_scaler is not None:
+            self.loss_scaler.adjust(finite[0])
+            if not bool(finite[0]):
+                return dict(zip(self.loss_names, np.mean(parts, axis=0).tolist())), norm
+        scale = None  # one set of update graphs per run: scaled whenever clipping or accumulation may scale
+        if self.max_grad_norm > 0 or self.accumulate > 1:
+            clip = self.max_grad_norm / max(norm, self.max_grad_norm) if self.max_grad_norm > 0 else 1.0
+            scale = Tensor(clip / self.accumulate, ms.float32)
+        self.optimizer.apply(running, self.optimizer.scalars(step, lr), scale)
+        if self.compiled_graphs() != compiled:
+            release_freed_memory()  # what compiling the new graphs left behind
+        return dict(zip(self.loss_names, np.mean(parts, axis=0).tolist())), norm
