@@ -1,23 +1,27 @@
-"""gptft against PyTorch eager: training step, inference, memory, compile time, MFU, and batching.
+"""gptft against PyTorch: training step, inference, memory, compile time, MFU, and batching.
 
     pip install -c constraints.txt -e ".[bench]"
-    python benchmarks/bench.py                      # everything (about 30 minutes on 2 cores)
+    python benchmarks/bench.py                      # everything (about 40 minutes on 2 cores)
     python benchmarks/bench.py --configs small      # one
     python benchmarks/bench.py --configs ""         # only the batching section
 
-For each configuration two worker processes hold the same model with the same weights, one in gptft
-(MindSpore, GRAPH_MODE) and one in PyTorch eager (benchmarks/torch_gpt.py), with the same number of
-threads and the same batch. The coordinator asks them in turn (A B A B ...) to time a few steps, after
-one warm-up step each, and reports medians. A training step is forward, task loss + 0.5 x LM loss,
-backward, gradient clipping and AdamW; inference is the task model's forward pass in eval mode.
-Peak memory is each worker's peak resident set (VmHWM). MFU is model FLOP/s over the fp32 matmul peak
-measured here with PyTorch. The batching section times an epoch of IMDb-like lengths three ways, each
-in its own process: bucketed with one compiled graph per length (the default), bucketed with one
-dynamic-shape graph (`train.dynamic_length`), and everything padded to 512; it reports the share of
-padded tokens and each one's peak memory.
+Three peers hold the same model with the same weights, each in its own worker process and for training
+and inference in separate processes (so each peak memory is its own): gptft (MindSpore, GRAPH_MODE),
+transformers (`OpenAIGPTLMHeadModel` with `labels=ids`, a linear head on the last hidden state, loss =
+CE + 0.5 LM, torch AdamW, clipping: what a transformers user writes) and a hand-written PyTorch GPT
+(benchmarks/torch_gpt.py), all on the same threads and batch. The coordinator asks them in turn (A B C A B
+C ...) to time a few steps, after one warm-up step each, and reports medians. A training step is forward,
+task loss + 0.5 x LM loss, backward, gradient clipping and AdamW; inference is the task model's forward
+pass in eval mode. Peak memory is each worker's peak resident set (VmHWM). gptft's first step is timed
+twice: with an empty compile cache, then in a new process with the cache the first one filled. MFU is
+model FLOP/s over the fp32 matmul peak measured here with PyTorch. The batching section times an epoch of
+IMDb-like lengths three ways, each in its own process: bucketed with one compiled graph per length (the
+default), bucketed with one dynamic-shape graph (`train.dynamic_length`), and everything padded to 512;
+it reports the share of padded tokens and each one's peak memory.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -87,7 +91,7 @@ def gptft_step(spec: dict):
     return model, TrainStep(loss, optimizer, max_grad_norm=1.0), optimizer
 
 
-def gptft_worker(spec: dict, weights: str):
+def gptft_worker(spec: dict, weights: str, op: str):
     import numpy as np
     from mindspore import Tensor
     from safetensors.numpy import save_file
@@ -96,22 +100,23 @@ def gptft_worker(spec: dict, weights: str):
 
     model, step, optimizer = gptft_step(spec)
     named = {k: np.ascontiguousarray(p.asnumpy()) for k, p in named_parameters(model, trainable_only=True).items()}
-    save_file(named, weights)
-    batch = [Tensor(a) for a in make_batch(spec)]
-    scalars = optimizer.scalars(1, 6.25e-5)
+    if not Path(weights).exists():
+        save_file(named, weights)
+    arrays = make_batch(spec)
+    batch = [Tensor(a) for a in arrays]
 
     def train():
         step.set_train(True)
-        return float(step(*scalars, *batch)[0])
+        return step.train_on([arrays], 1, 6.25e-5)[0]["loss"]
 
     def infer():
         model.set_train(False)
         return float(model(batch[0], batch[1]).asnumpy().sum())
 
-    return train, infer
+    return train if op == "train" else infer
 
 
-def torch_worker(spec: dict, weights: str):
+def torch_worker(spec: dict, weights: str, op: str):
     import torch
     from safetensors.numpy import load_file
 
@@ -121,7 +126,7 @@ def torch_worker(spec: dict, weights: str):
     torch.set_num_threads(os.cpu_count())
     model = TorchTaskModel(model_config(spec), 2, LM_COEF)
     model.load_gptft(load_file(weights))
-    optimizer = make_optimizer(model)
+    optimizer = make_optimizer(model) if op == "train" else None
     batch = [torch.from_numpy(a) for a in make_batch(spec)]
 
     def train():
@@ -136,27 +141,89 @@ def torch_worker(spec: dict, weights: str):
             logits = model.head.linear(hidden[torch.arange(B * S), batch[1].view(-1)])
         return float(logits.sum())
 
-    return train, infer
+    return train if op == "train" else infer
 
 
-def serve(framework: str, config: str, weights: str) -> None:
-    """Worker loop: build, report the first (compiling) step, then answer timing requests on stdin."""
+def transformers_worker(spec: dict, weights: str, op: str):
+    """The step as a transformers user writes it: OpenAIGPTLMHeadModel(labels=ids), a linear head, AdamW."""
+    import torch
+    import torch.nn.functional as F
+    from safetensors.numpy import load_file
+    from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
+
+    torch.set_num_threads(os.cpu_count())
+    config = OpenAIGPTConfig(vocab_size=spec["vocab_size"], n_positions=max(512, spec["seq"]), n_embd=spec["n_embd"],
+                             n_layer=spec["n_layer"], n_head=spec["n_head"])
+    model = OpenAIGPTLMHeadModel(config)
+    head = torch.nn.Linear(spec["n_embd"], 2)
+    named = load_file(weights)
+    state = {"transformer.tokens_embed.weight": named["backbone.wte.weight"],
+             "transformer.positions_embed.weight": named["backbone.wpe.weight"][:config.n_positions]}
+    for i in range(spec["n_layer"]):
+        for ours, theirs in (("attn.c_attn", "attn.c_attn"), ("attn.c_proj", "attn.c_proj"), ("mlp.c_fc", "mlp.c_fc"),
+                             ("mlp.c_proj", "mlp.c_proj")):
+            state[f"transformer.h.{i}.{theirs}.weight"] = named[f"backbone.h.{i}.{ours}.weight"].T  # Conv1D (in, out)
+            state[f"transformer.h.{i}.{theirs}.bias"] = named[f"backbone.h.{i}.{ours}.bias"]
+        for norm in ("ln_1", "ln_2"):
+            state[f"transformer.h.{i}.{norm}.weight"] = named[f"backbone.h.{i}.{norm}.weight"]
+            state[f"transformer.h.{i}.{norm}.bias"] = named[f"backbone.h.{i}.{norm}.bias"]
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()}, strict=False)
+    head.load_state_dict({"weight": torch.from_numpy(named["head.linear.weight"].copy()),
+                          "bias": torch.from_numpy(named["head.linear.bias"].copy())})
+    params = list(model.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=6.25e-5, weight_decay=0.01) if op == "train" else None
+    ids, positions, _, labels = (torch.from_numpy(a) for a in make_batch(spec))
+    B, S, T = ids.shape
+    flat = ids.view(B * S, T).long()
+
+    def train():
+        model.train()
+        head.train()
+        optimizer.zero_grad(set_to_none=True)
+        out = model(flat, labels=flat, output_hidden_states=True)
+        extract = out.hidden_states[-1][torch.arange(B * S), positions.view(-1)]
+        loss = F.cross_entropy(head(F.dropout(extract, 0.1, True)), labels.long()) + LM_COEF * out.loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        return float(loss.detach())
+
+    def infer():
+        model.eval()
+        with torch.inference_mode():
+            hidden = model.transformer(flat).last_hidden_state
+            return float(head(hidden[torch.arange(B * S), positions.view(-1)]).sum())
+
+    return train if op == "train" else infer
+
+
+WORKERS = {"gptft": gptft_worker, "transformers": transformers_worker, "torch": torch_worker}
+
+
+def first_call_context(framework: str, spec: dict, op: str):
+    """gptft's compile cache around the first call, which compiles every graph the worker uses."""
+    if framework != "gptft":
+        return contextlib.nullcontext()
+    from gptft.training import compile_cache
+
+    return compile_cache.cached({"benchmark": spec, "op": op})
+
+
+def serve(framework: str, config: str, weights: str, op: str) -> None:
+    """Worker loop: build, report the first (compiling) call, then answer timing requests on stdin."""
     spec = CONFIGS[config]
     start = time.perf_counter()
-    train, infer = (gptft_worker if framework == "gptft" else torch_worker)(spec, weights)
+    fn = WORKERS[framework](spec, weights, op)
     build = time.perf_counter() - start
-    first = {}
-    for name, fn in (("train", train), ("infer", infer)):
-        t0 = time.perf_counter()
+    t0 = time.perf_counter()
+    with first_call_context(framework, spec, op):
         fn()
-        first[name] = time.perf_counter() - t0
-    print(json.dumps({"ready": True, "build_s": build, "first_train_s": first["train"], "first_infer_s": first["infer"]}),
-          flush=True)
+    first = time.perf_counter() - t0
+    print(json.dumps({"ready": True, "build_s": build, "first_s": first, "peak_rss_gb": peak_rss_gb()}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         if request["op"] == "quit":
             break
-        fn = train if request["op"] == "train" else infer
         times = []
         for _ in range(request["steps"]):
             t0 = time.perf_counter()
@@ -166,9 +233,9 @@ def serve(framework: str, config: str, weights: str) -> None:
 
 
 class Worker:
-    def __init__(self, framework: str, config: str, weights: str):
-        env = dict(os.environ, GLOG_v="3")
-        self.process = subprocess.Popen([sys.executable, __file__, "--serve", framework, config, weights],
+    def __init__(self, framework: str, config: str, weights: str, op: str, cache: str):
+        env = dict(os.environ, GLOG_v="3", GPTFT_COMPILE_CACHE=cache)
+        self.process = subprocess.Popen([sys.executable, __file__, "--serve", framework, config, weights, op],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.info = self._read()
 
@@ -180,8 +247,8 @@ class Worker:
             if line.startswith("{"):
                 return json.loads(line)
 
-    def ask(self, op: str, steps: int) -> dict:
-        self.process.stdin.write(json.dumps({"op": op, "steps": steps}) + "\n")
+    def ask(self, steps: int) -> dict:
+        self.process.stdin.write(json.dumps({"op": "time", "steps": steps}) + "\n")
         self.process.stdin.flush()
         return self._read()
 
@@ -222,32 +289,30 @@ def flops_per_token(spec: dict, training: bool) -> float:
 def run_config(name: str, repeats: int, steps: int, peak: float) -> dict:
     spec = CONFIGS[name]
     tokens = spec["batch"] * spec["seq"]
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = str(Path(tmp) / "weights.safetensors")
-        workers = {"gptft": Worker("gptft", name, weights)}
-        workers["torch"] = Worker("torch", name, weights)
-        times = {(fw, op): [] for fw in workers for op in ("train", "infer")}
-        rss = {}
-        for _ in range(repeats):
-            for op in ("train", "infer"):
-                for fw, worker in workers.items():  # A B A B: drift hits both alike
-                    answer = worker.ask(op, steps)
-                    times[fw, op].append(statistics.median(answer["times"]))
-                    rss[fw] = answer["peak_rss_gb"]
-        info = {fw: w.info for fw, w in workers.items()}
-        for worker in workers.values():
-            worker.close()
     result = {"config": name, **spec}
-    for fw in ("gptft", "torch"):
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, cache = str(Path(tmp) / "weights.safetensors"), str(Path(tmp) / "compile-cache")
         for op in ("train", "infer"):
-            seconds = statistics.median(times[fw, op])
-            result[f"{fw}_{op}_tokens_per_s"] = tokens / seconds
-            result[f"{fw}_{op}_mfu"] = tokens / seconds * flops_per_token(spec, op == "train") / (peak * 1e9)
-        result[f"{fw}_peak_rss_gb"] = rss[fw]
-        result[f"{fw}_first_train_step_s"] = info[fw]["first_train_s"]
-    result["train_ratio"] = result["gptft_train_tokens_per_s"] / result["torch_train_tokens_per_s"]
-    result["infer_ratio"] = result["gptft_infer_tokens_per_s"] / result["torch_infer_tokens_per_s"]
-    result["memory_ratio"] = result["gptft_peak_rss_gb"] / result["torch_peak_rss_gb"]
+            workers = {fw: Worker(fw, name, weights, op, cache) for fw in WORKERS}  # gptft first: it writes the weights
+            times = {fw: [] for fw in workers}
+            for _ in range(repeats):
+                for fw, worker in workers.items():  # A B C A B C: drift hits all alike
+                    answer = worker.ask(steps)
+                    times[fw].append(statistics.median(answer["times"]))
+                    result[f"{fw}_{op}_peak_rss_gb"] = answer["peak_rss_gb"]
+            for fw, worker in workers.items():
+                result[f"{fw}_{op}_tokens_per_s"] = tokens / statistics.median(times[fw])
+                result[f"{fw}_{op}_mfu"] = result[f"{fw}_{op}_tokens_per_s"] * flops_per_token(spec, op == "train") / (peak * 1e9)
+                result[f"{fw}_first_{op}_s"] = worker.info["first_s"]
+                worker.close()
+            warm = Worker("gptft", name, weights, op, cache)  # a new process, the cache the first one filled
+            result[f"gptft_first_{op}_warm_s"] = warm.info["first_s"]
+            result[f"gptft_{op}_peak_rss_warm_gb"] = warm.info["peak_rss_gb"]
+            warm.close()
+    for op in ("train", "infer"):
+        for peer in ("transformers", "torch"):
+            result[f"{op}_ratio_{peer}"] = result[f"gptft_{op}_tokens_per_s"] / result[f"{peer}_{op}_tokens_per_s"]
+            result[f"{op}_memory_ratio_{peer}"] = result[f"gptft_{op}_peak_rss_gb"] / result[f"{peer}_{op}_peak_rss_gb"]
     return result
 
 
@@ -305,8 +370,6 @@ def serve_batching(variant: str, examples: int, batch_size: int, max_length: int
 
 def _time_epoch(source, dynamic: bool) -> tuple[float, float]:
     """(seconds of the first step at each batch length, which compiles, seconds for the epoch after that)."""
-    from mindspore import Tensor
-
     _, step, optimizer = gptft_step(CONFIGS["small"])
     batches = source.epoch(0)
     if dynamic:
@@ -315,11 +378,11 @@ def _time_epoch(source, dynamic: bool) -> tuple[float, float]:
     first_of_length = {int(b[0].shape[-1]): b for b in batches}
     start = time.perf_counter()
     for batch in first_of_length.values():
-        float(step(*optimizer.scalars(1, 1e-4), *map(Tensor, batch))[0])
+        step.train_on([batch], 1, 1e-4)
     compiling = time.perf_counter() - start
     start = time.perf_counter()
     for i, batch in enumerate(batches):
-        float(step(*optimizer.scalars(i + 1, 1e-4), *map(Tensor, batch))[0])
+        step.train_on([batch], i + 1, 1e-4)
     return compiling, time.perf_counter() - start
 
 
@@ -331,7 +394,7 @@ def main() -> None:
     parser.add_argument("--batching-examples", type=int, default=400, help="0 skips the batching section")
     parser.add_argument("--batching-batch", type=int, default=4, help="micro-batch of the batching section")
     parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--serve-batching", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -348,11 +411,14 @@ def main() -> None:
         print(f"\n{name}: {r['n_layer']} layers, width {r['n_embd']}, vocab {r['vocab_size']}, seq {r['seq']}, batch {r['batch']}")
         for op, label in (("train", "training step"), ("infer", "inference")):
             print(f"  {label:14s} gptft {r[f'gptft_{op}_tokens_per_s']:8.0f} tok/s (MFU {r[f'gptft_{op}_mfu']:.0%})  "
-                  f"torch {r[f'torch_{op}_tokens_per_s']:8.0f} tok/s (MFU {r[f'torch_{op}_mfu']:.0%})  "
-                  f"ratio {r[f'{op}_ratio']:.2f}x")
-        print(f"  peak memory    gptft {r['gptft_peak_rss_gb']:.2f} GB  torch {r['torch_peak_rss_gb']:.2f} GB  "
-              f"ratio {r['memory_ratio']:.2f}x")
-        print(f"  first step     gptft {r['gptft_first_train_step_s']:.1f} s (compile)  torch {r['torch_first_train_step_s']:.1f} s")
+                  f"transformers {r[f'transformers_{op}_tokens_per_s']:8.0f} ({r[f'{op}_ratio_transformers']:.2f}x)  "
+                  f"torch {r[f'torch_{op}_tokens_per_s']:8.0f} ({r[f'{op}_ratio_torch']:.2f}x)")
+            print(f"  {'peak memory':14s} gptft {r[f'gptft_{op}_peak_rss_gb']:.2f} GB (warm cache "
+                  f"{r[f'gptft_{op}_peak_rss_warm_gb']:.2f})  transformers {r[f'transformers_{op}_peak_rss_gb']:.2f} GB "
+                  f"({r[f'{op}_memory_ratio_transformers']:.2f}x)  torch {r[f'torch_{op}_peak_rss_gb']:.2f} GB "
+                  f"({r[f'{op}_memory_ratio_torch']:.2f}x)")
+            print(f"  {'first call':14s} gptft {r[f'gptft_first_{op}_s']:.1f} s cold, {r[f'gptft_first_{op}_warm_s']:.1f} s "
+                  f"warm cache; transformers {r[f'transformers_first_{op}_s']:.1f} s, torch {r[f'torch_first_{op}_s']:.1f} s")
     if args.batching_examples:
         b = batching(args.batching_examples, args.batching_batch)
         results["batching"] = b

@@ -50,9 +50,22 @@ def keep_mask(key: int, call: int, size: int, p: float) -> np.ndarray:
     """
     with np.errstate(over="ignore"):
         seed = mix32(np.uint32(call) * np.uint32(_MUL_A) + np.uint32(key))
-        h = (np.arange(size, dtype=np.uint32) ^ seed) * np.uint32(_MUL_A)
-        h = (h ^ (h >> np.uint32(15))) * np.uint32(_MUL_D)
+        h = _indices(size) ^ seed  # a new array; the rest works in place, as the host draws every step
+        h *= np.uint32(_MUL_A)
+        h ^= h >> np.uint32(15)
+        h *= np.uint32(_MUL_D)
     return h < np.uint32(_threshold(p))
+
+
+_index_table = np.arange(0, dtype=np.uint32)
+
+
+def _indices(size: int) -> np.ndarray:
+    """`np.arange(size, dtype=uint32)`, as a view of one table grown to the largest size asked for."""
+    global _index_table
+    if size > len(_index_table):
+        _index_table = np.arange(size, dtype=np.uint32)
+    return _index_table[:size]
 
 
 def _threshold(p: float) -> int:
