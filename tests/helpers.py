@@ -110,3 +110,37 @@ class FakeTokenizer:
     """Only the vocabulary size matters to `TaskModel.for_task`; synthetic ids are already tokens."""
 
     vocab_size = 102
+
+
+def final_state(run: Path) -> tuple[dict, dict]:
+    """(tensors, trainer.json) of a run folder's newest checkpoint, which must verify."""
+    import json
+
+    from safetensors.numpy import load_file
+
+    from gptft.training import checkpoints as ckpt
+
+    last = ckpt.list_checkpoints(run / "checkpoints")[-1]
+    assert ckpt.verify(last) is None
+    return load_file(str(last / ckpt.STATE)), json.loads((last / ckpt.TRAINER).read_text())
+
+
+def logged_steps(run: Path) -> int:
+    """The last training step a run folder's metrics.jsonl records (0 before the first)."""
+    import json
+
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    steps = [json.loads(line).get("step", 0) for line in path.read_text().splitlines() if line.endswith("}")]
+    return max(steps, default=0)
+
+
+def assert_same_state(run: Path, reference: tuple[dict, dict]) -> None:
+    """A run folder's newest checkpoint equals `reference` (a `final_state`) bit for bit."""
+    tensors, trainer = final_state(run)
+    expected_tensors, expected_trainer = reference
+    assert trainer == expected_trainer
+    assert tensors.keys() == expected_tensors.keys()
+    for name in tensors:
+        np.testing.assert_array_equal(tensors[name], expected_tensors[name], err_msg=name)

@@ -18,6 +18,7 @@ PUBLIC = {
     "load_config": "gptft.commands.configfile", "train": "gptft.commands.finetune",
     "pretrain": "gptft.commands.pretrain", "GptftError": "gptft.errors", "ConfigError": "gptft.errors",
     "DataError": "gptft.errors", "ModelFileError": "gptft.errors",
+    "TrainingInterrupted": "gptft.training.interrupt",
 }
 
 

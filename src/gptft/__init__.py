@@ -32,5 +32,6 @@ __getattr__, __dir__, _names = lazy_exports(__name__, {
     "ConfigError": "errors",
     "DataError": "errors",
     "ModelFileError": "errors",
+    "TrainingInterrupted": "training.interrupt",
 })
 __all__ = _names + ["__version__"]

@@ -1,6 +1,5 @@
 """A real training process killed with SIGKILL resumes to exactly the weights of an uninterrupted run."""
 
-import json
 import os
 import signal
 import subprocess
@@ -10,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
 
 from gptft.training import checkpoints as ckpt
-from helpers import write_keyword_run
+from helpers import final_state, logged_steps, write_keyword_run
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -22,20 +20,6 @@ def gptft(*args, wrapper=None, **kwargs):
     command = [sys.executable, *([str(SCRIPTS / wrapper[0]), str(wrapper[1])] if wrapper else ["-m", "gptft"]), *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, GLOG_v="3"), **kwargs)
-
-
-def final_state(run: Path) -> dict:
-    last = ckpt.list_checkpoints(run / "checkpoints")[-1]
-    assert ckpt.verify(last) is None
-    return load_file(str(last / ckpt.STATE)), json.loads((last / ckpt.TRAINER).read_text())
-
-
-def logged_steps(run: Path) -> int:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return 0
-    steps = [json.loads(line).get("step", 0) for line in path.read_text().splitlines() if line.endswith("}")]
-    return max(steps, default=0)
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,19 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.numpy import load_file
 
-from helpers import write_keyword_run
+from gptft.training import checkpoints as ckpt
+from helpers import assert_same_state, final_state, logged_steps, write_keyword_run
 
 MSRUN = shutil.which("msrun") or str(Path(sys.executable).parent / "msrun")
 
@@ -23,38 +27,60 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_msrun_workers_match_one_process(tmp_path):
+def launch(config, out: Path, logs: Path, *args) -> subprocess.Popen:
+    """`msrun` with two CPU workers running `gptft train config --output-dir out`."""
+    gptft_main = shutil.which("gptft") or str(Path(sys.executable).parent / "gptft")
+    return subprocess.Popen([MSRUN, "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
+                             "--join=True", f"--log_dir={logs}", str(gptft_main), "train", str(config),
+                             "--output-dir", str(out), *OVERRIDES, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+
+
+def fingerprints(logs: Path) -> list[str]:
+    found = [re.search(rf"rank {rank}: final training state sha256 (\w+)", (logs / f"worker_{rank}.log").read_text())
+             for rank in (0, 1)]
+    assert all(found), [(logs / f"worker_{rank}.log").read_text()[-3000:] for rank in (0, 1)]
+    return [match.group(1) for match in found]
+
+
+OVERRIDES = ["--train.classifier_dropout=0.0", "--train.epochs=1"]
+ENV = dict(os.environ, GLOG_v="3")
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """(config, run folder, msrun log folder) of an uninterrupted two-worker run."""
+    tmp_path = tmp_path_factory.mktemp("distributed")
     # No dropout (masks depend on the batch shape); every text has the same length, so each worker's
     # LM-loss mean over its tokens averages to the single process's mean over all of them.
     config = write_keyword_run(tmp_path, extra=["model: {pretrained: %s, config: {embd_pdrop: 0.0, attn_pdrop: 0.0, "
                                                 "resid_pdrop: 0.0}}" % (tmp_path / "model")])
     text = config.read_text().splitlines()
     config.write_text("\n".join(line for line in text[1:]) + "\n")  # the last model line wins: drop the first
-    overrides = ["--train.classifier_dropout=0.0", "--train.epochs=1"]
-    env = dict(os.environ, GLOG_v="3")
-    single = subprocess.run([sys.executable, "-m", "gptft", "train", str(config), "--output-dir", str(tmp_path / "one"),
-                             *overrides], capture_output=True, text=True, env=env, timeout=600)
-    assert single.returncode == 0, single.stdout + single.stderr
-    gptft_main = shutil.which("gptft") or str(Path(sys.executable).parent / "gptft")
     logs = tmp_path / "msrun-logs"
-    launched = subprocess.run([MSRUN, "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
-                               "--join=True", f"--log_dir={logs}", str(gptft_main), "train", str(config),
-                               "--output-dir", str(tmp_path / "two"), *overrides],
-                              capture_output=True, text=True, env=env, timeout=900)
+    launched = launch(config, tmp_path / "two", logs)
+    output, _ = launched.communicate(timeout=900)
+    assert launched.returncode == 0, output[-3000:] + (logs / "worker_0.log").read_text()[-3000:]
+    return config, tmp_path / "two", logs
+
+
+def test_two_msrun_workers_match_one_process(tmp_path, two_workers):
+    config, two_dir, logs = two_workers
+    single = subprocess.run([sys.executable, "-m", "gptft", "train", str(config), "--output-dir", str(tmp_path / "one"),
+                             *OVERRIDES], capture_output=True, text=True, env=ENV, timeout=600)
+    assert single.returncode == 0, single.stdout + single.stderr
     worker_logs = {rank: (logs / f"worker_{rank}.log").read_text() for rank in (0, 1)}
-    assert launched.returncode == 0, launched.stdout[-3000:] + worker_logs[0][-3000:]
-    fingerprints = [re.search(rf"rank {rank}: final training state sha256 (\w+)", worker_logs[rank]) for rank in (0, 1)]
-    assert all(fingerprints), worker_logs
-    assert fingerprints[0].group(1) == fingerprints[1].group(1)  # both ranks end with identical weights
+    first, second = fingerprints(logs)
+    assert first == second  # both ranks end with identical weights
     # Only rank 0 writes: one record per step in metrics.jsonl, the same steps as the single process.
-    steps = [json.loads(line).get("step") for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line).get("step") for line in (two_dir / "metrics.jsonl").read_text().splitlines()
              if "split" not in line]
     assert steps == sorted(set(steps)) and len(steps) == len(
         [line for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines() if "split" not in line])
     assert "outputs in" in worker_logs[0] and "outputs in" not in worker_logs[1]
     one = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
-    two = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
-    start = load_file(str(tmp_path / "model" / "model.safetensors"))
+    two = load_file(str(two_dir / "model" / "model.safetensors"))
+    start = load_file(str(config.parent / "model" / "model.safetensors"))
     ratios = []
     for name in one:
         travelled = np.abs(one[name] - start[name]).max() if name != "tokens_embed.weight" else np.abs(one[name]).max()
@@ -63,3 +89,40 @@ def test_two_msrun_workers_match_one_process(tmp_path):
     # Float rounding differs (the mean of two half-batch means against one mean over the batch); the
     # two trajectories agree to within 0.1% of the distance the weights travelled (measured: 1.2e-5).
     assert max(ratios) < 1e-3
+
+
+def worker_pid(out: Path, rank: int) -> int:
+    """The process id of the msrun worker of `rank` training into `out`."""
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if str(out).encode() in command and b"msrun" not in command[0] + (command[1] if len(command) > 1 else b"") \
+                and f"MS_NODE_ID={rank}".encode() in environ:
+            return int(entry.name)
+    raise AssertionError(f"no worker of rank {rank} for {out}")
+
+
+def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_is_exact(tmp_path, two_workers):
+    config, reference_dir, reference_logs = two_workers
+    out = tmp_path / "cut"
+    cut = launch(config, out, tmp_path / "logs-cut")
+    deadline = time.time() + 600
+    while logged_steps(out) < 3 and cut.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert cut.poll() is None, "the run ended before the signal could be sent"
+    os.kill(worker_pid(out, 1), signal.SIGTERM)  # only rank 1 hears it; rank 0 learns from the vote
+    cut.communicate(timeout=600)
+    logs = {rank: (tmp_path / "logs-cut" / f"worker_{rank}.log").read_text() for rank in (0, 1)}
+    saved = ckpt.list_checkpoints(out / "checkpoints")
+    assert len(saved) == 1, logs
+    step = int(saved[0].name.split("-")[1])
+    assert f"stopped by SIGTERM after step {step}" in logs[0] and f"stopped by SIGTERM after step {step}" in logs[1]
+    assert logged_steps(out) == step
+    resumed = launch(config, out, tmp_path / "logs-resumed", "--resume")
+    output, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, output[-3000:]
+    assert fingerprints(tmp_path / "logs-resumed") == fingerprints(reference_logs)
+    assert_same_state(out, final_state(reference_dir))

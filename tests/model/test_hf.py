@@ -154,8 +154,91 @@ def test_truncated_weights_file_is_reported(tmp_path):
 def test_unusable_config_is_named(tmp_path, change, message):
     GPT(GPTConfig.preset("tiny")).save_pretrained(tmp_path)
     values = json.loads((tmp_path / "config.json").read_text())
-    del values["gptft"]
+    values.pop("gptft", None)
     values.update(change)
     (tmp_path / "config.json").write_text(json.dumps(values))
     with pytest.raises(ModelFileError, match=message):
+        GPT.from_pretrained(tmp_path)
+
+
+# config.json: the Hugging Face keys are the one source of truth.
+
+def edited(folder, **changes):
+    values = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    (folder / "config.json").write_text(json.dumps(values))
+    return values
+
+
+@pytest.mark.parametrize("name", ["gpt1", "gpt2"])
+def test_folders_saved_by_0_1_0_keep_loading_to_the_same_outputs(tmp_path, name):
+    import shutil
+    from pathlib import Path
+
+    folder = tmp_path / name
+    shutil.copytree(Path(__file__).parent / "data" / f"saved-by-0.1.0-{name}", folder)
+    saved = json.loads((folder / "config.json").read_text())
+    model = GPT.from_pretrained(folder)
+    assert model.config == GPTConfig.from_dict(saved["gptft"])  # the whole old block, read through the HF keys
+    model.set_train(False)
+    hidden = model(ms.Tensor(np.array([[1, 5, 9, 42, 7, 3]], np.int32))).asnumpy()
+    np.testing.assert_allclose(hidden, np.load(folder / "hidden.npy"), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["post_ln", "pre_ln"])
+def test_new_folders_write_only_what_transformers_cannot_say(tmp_path, layout):
+    GPT(GPTConfig.preset("tiny", layout=layout)).save_pretrained(tmp_path)
+    assert "gptft" not in json.loads((tmp_path / "config.json").read_text())
+    GPT(GPTConfig.preset("tiny", layout=layout, activation="gelu", n_inner=40)).save_pretrained(tmp_path / "odd")
+    extra = json.loads((tmp_path / "odd" / "config.json").read_text()).get("gptft")
+    # GPT-1 in transformers has no MLP width and only the tanh GELU; GPT-2 has keys for both.
+    assert extra == ({"activation": "gelu", "n_inner": 40} if layout == "post_ln" else None)
+
+
+def test_an_edited_hugging_face_key_is_what_loads(tmp_path):
+    GPT(GPTConfig.preset("tiny")).save_pretrained(tmp_path)
+    edited(tmp_path, attn_pdrop=0.3, layer_norm_epsilon=1e-6, initializer_range=0.01)
+    config = GPT.from_pretrained(tmp_path).config
+    assert (config.attn_pdrop, config.layer_norm_epsilon, config.init_std) == (0.3, 1e-6, 0.01)
+
+
+def test_keys_that_disagree_with_the_old_block_are_refused_by_name(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parent / "data" / "saved-by-0.1.0-gpt1", tmp_path / "m")
+    edited(tmp_path / "m", attn_pdrop=0.3)
+    with pytest.raises(ModelFileError, match=r"attn_pdrop says 0.3 but gptft.attn_pdrop says 0.1; the Hugging Face "
+                                             r"key is the one to edit: delete gptft.attn_pdrop"):
+        GPT.from_pretrained(tmp_path / "m")
+
+
+def test_n_ctx_and_n_positions_must_agree(tmp_path):
+    GPT(GPTConfig.preset("tiny")).save_pretrained(tmp_path)
+    edited(tmp_path, n_ctx=64)
+    with pytest.raises(ModelFileError, match=r"n_ctx \(64\) and n_positions \(32\) disagree"):
+        GPT.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"n_embd": 64, "n_head": 4}, "n_embd is 64 but tokens_embed.weight is 32 wide"),
+    ({"vocab_size": 120}, "vocab_size is 120 but tokens_embed.weight has 99 rows"),
+    ({"n_positions": 64, "n_ctx": 64}, "n_positions is 64 but positions_embed.weight has 32 rows"),
+    ({"n_layer": 3}, "n_layer is 3 but the weights hold 2 blocks"),
+])
+def test_tensors_that_contradict_a_key_are_refused_naming_it(tmp_path, change, message):
+    GPT(GPTConfig.preset("tiny")).save_pretrained(tmp_path)
+    edited(tmp_path, **change)
+    with pytest.raises(ModelFileError, match=message + "; the config and the weights do not belong together"):
+        GPT.from_pretrained(tmp_path)
+
+
+def test_gpt2_mlp_width_key_is_checked_against_the_tensors(tmp_path):
+    GPT(GPTConfig.preset("tiny", layout="pre_ln")).save_pretrained(tmp_path)
+    edited(tmp_path, n_inner=64)
+    with pytest.raises(ModelFileError, match="n_inner is 64 but h.0.mlp.c_fc.weight has 128 outputs"):
         GPT.from_pretrained(tmp_path)

@@ -77,12 +77,15 @@ def test_resume_after_an_interruption_ends_with_identical_weights(tmp_path):
     assert steps == list(range(1, 17))  # the rolled-back step 7 is logged once
 
 
-def test_existing_checkpoints_need_resume_and_resume_needs_a_checkpoint(tmp_path):
+def test_existing_checkpoints_need_resume_and_resume_without_one_starts_at_step_0(tmp_path, capsys):
     model, step, config, data, _ = build(0, epochs=1)
-    with pytest.raises(ConfigError, match="holds no usable checkpoint"):
-        Trainer(step, config, tmp_path).fit(data, resume=True)
-    Trainer(step, config, tmp_path).fit(data)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')  # an attempt that died before saving
+    progress = Trainer(step, config, tmp_path).fit(data, resume=True)
+    assert f"--resume: no checkpoint in {tmp_path / 'checkpoints'} yet; starting the run from step 0" in \
+        capsys.readouterr().out
     metrics = (tmp_path / "metrics.jsonl").read_text()
+    assert progress.step == data.num_batches // config.grad_accum
+    assert '"loss": 9.0' not in metrics  # the dead attempt's records were dropped
     with pytest.raises(ConfigError, match="holds another run's checkpoints.*--resume"):
         Trainer(step, config, tmp_path).fit(data)
     assert (tmp_path / "metrics.jsonl").read_text() == metrics  # nothing overwritten

@@ -1,7 +1,8 @@
 """The `gptft` command line: train, eval, predict, pretrain, demo, doctor, schema.
 
 A problem with the user's input (config, data, model files, environment) prints one line naming it and
-exits with code 2; `--debug` shows the full traceback instead.
+exits with code 2; `--debug` shows the full traceback instead. A training run stopped by SIGTERM or SIGINT
+saves a checkpoint and exits with 143 or 130.
 """
 
 import argparse
@@ -207,9 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     from ..errors import GptftError
+    from ..training.interrupt import TrainingInterrupted
 
     try:
         return args.run(args, extra)
+    except TrainingInterrupted as stopped:
+        print(f"gptft: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     except GptftError as error:
         if args.debug:
             raise

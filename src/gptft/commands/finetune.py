@@ -59,43 +59,45 @@ class TaskData(NamedTuple):
 def train(config: RunConfig, resume: bool = False) -> FinetuneResult:
     """Fine-tune as `config` says, writing everything under `config.output_dir` (README, "The output folder")."""
     task, recipe = config.task, config.train
-    run_folder.check(config.output_dir, resume)
     head_factory(task.head_name, "task.head")  # before slow work: custom heads register when their module loads
     placement = device.setup(config.device, config.mode, recipe.precision)
-    tokenizer = Tokenizer.from_pretrained(config.tokenizer_source)
-    backbone = config.model.load(tokenizer, recipe.seed)
-    if tokenizer.base_vocab_size > backbone.config.vocab_size:
-        raise ModelFileError(f"tokenizer {config.tokenizer_source} has {tokenizer.base_vocab_size} tokens but the "
-                             f"model embeds {backbone.config.vocab_size}: they do not belong together")
-    data = prepare_data(config, tokenizer, placement)
-    model = TaskModel.for_task(backbone, task, tokenizer, recipe.classifier_dropout, recipe.seed)
-    if recipe.dynamic_length:
-        model.compile_for_any_length()
-    output_dir = Path(config.output_dir)
-    if placement.is_main:
-        run_folder.start(output_dir, config, resume)
-    trainer = Trainer(task_train_step(model, recipe, placement), recipe, output_dir,
-                      evaluate=lambda: evaluate(model, data.validation).metrics,
-                      best_metric=task.metric_names[0], placement=placement)
-    with compile_cache.cached(graph_key(config, model, data, placement, resume)):
-        progress = trainer.fit(data.train, resume=resume)
-        if not placement.is_main:
-            return FinetuneResult(progress, None, None)  # the replicas are identical: rank 0 tests and exports
-        trainer.restore_best(progress)
-        test = None
-        if data.test:
-            result = evaluate(model, data.test)
-            test = result.metrics
-            trainer.log.write({"step": progress.step, "split": "test", **test})
-            write_predictions(output_dir / "predictions-test.jsonl", task, result.predictions, result.logits,
-                              data.test_ids)
-            if task.labels:
-                labels = np.concatenate([b.labels for b in data.test])
-                matrix = confusion_matrix(result.predictions, labels, len(task.labels))
-                plot_confusion_matrix(matrix, task.labels, output_dir / "confusion_matrix.png", "test split")
-    model.save_pretrained(output_dir / "model")
-    tokenizer.save_pretrained(output_dir / "model")
+    with run_folder.claimed(config.output_dir, config, resume, placement.is_main) as output_dir:
+        tokenizer = Tokenizer.from_pretrained(config.tokenizer_source)
+        backbone = config.model.load(tokenizer, recipe.seed)
+        if tokenizer.base_vocab_size > backbone.config.vocab_size:
+            raise ModelFileError(f"tokenizer {config.tokenizer_source} has {tokenizer.base_vocab_size} tokens but "
+                                 f"the model embeds {backbone.config.vocab_size}: they do not belong together")
+        data = prepare_data(config, tokenizer, placement)
+        model = TaskModel.for_task(backbone, task, tokenizer, recipe.classifier_dropout, recipe.seed)
+        if recipe.dynamic_length:
+            model.compile_for_any_length()
+        if placement.is_main:
+            run_folder.start(output_dir, config, resume)
+        trainer = Trainer(task_train_step(model, recipe, placement), recipe, output_dir,
+                          evaluate=lambda: evaluate(model, data.validation).metrics,
+                          best_metric=task.metric_names[0], placement=placement)
+        with compile_cache.cached(graph_key(config, model, data, placement, resume)):
+            progress = trainer.fit(data.train, resume=resume)
+            if not placement.is_main:
+                return FinetuneResult(progress, None, None)  # the replicas are identical: rank 0 tests and exports
+            trainer.restore_best(progress)
+            test = _test(output_dir, trainer, model, task, data, progress) if data.test else None
+        model.save_pretrained(output_dir / "model")
+        tokenizer.save_pretrained(output_dir / "model")
     return FinetuneResult(progress, test, output_dir / "model")
+
+
+def _test(output_dir: Path, trainer: Trainer, model: TaskModel, task, data: "TaskData", progress: Progress) -> dict:
+    """Evaluate the restored best model on the test split; log the metrics, write predictions and the
+    confusion matrix; returns the metrics."""
+    result = evaluate(model, data.test)
+    trainer.log.write({"step": progress.step, "split": "test", **result.metrics})
+    write_predictions(output_dir / "predictions-test.jsonl", task, result.predictions, result.logits, data.test_ids)
+    if task.labels:
+        labels = np.concatenate([b.labels for b in data.test])
+        matrix = confusion_matrix(result.predictions, labels, len(task.labels))
+        plot_confusion_matrix(matrix, task.labels, output_dir / "confusion_matrix.png", "test split")
+    return result.metrics
 
 
 def graph_key(config: RunConfig, model: TaskModel, data: TaskData, placement: Placement, resume: bool) -> dict | None:

@@ -39,10 +39,14 @@ class PretrainResult:
 def pretrain(config: PretrainConfig, resume: bool = False) -> PretrainResult:
     """Pre-train as `config` says, writing everything under `config.output_dir`."""
     recipe = config.train
-    run_folder.check(config.output_dir, resume)
     placement = device.setup(config.device, config.mode, recipe.precision)
+    with run_folder.claimed(config.output_dir, config, resume, placement.is_main) as output_dir:
+        return _pretrain(config, resume, placement, output_dir)
+
+
+def _pretrain(config: PretrainConfig, resume: bool, placement: device.Placement, output_dir: Path) -> PretrainResult:
+    recipe = config.train
     documents = read_documents(config.data)
-    output_dir = Path(config.output_dir)
     model_dir = output_dir / "model"
     if config.train_tokenizer is None:
         tokenizer = Tokenizer.from_pretrained(config.tokenizer or config.model.pretrained)

@@ -48,14 +48,28 @@ def _hf_key(name: str, family: str) -> str:
     return name
 
 
+# gptft fields that a Hugging Face key holds, by family; `layout` follows from `model_type`.
+_HF_KEY = {"vocab_size": "vocab_size", "block_size": "n_positions", "n_embd": "n_embd", "n_layer": "n_layer",
+           "n_head": "n_head", "layer_norm_epsilon": "layer_norm_epsilon", "embd_pdrop": "embd_pdrop",
+           "attn_pdrop": "attn_pdrop", "resid_pdrop": "resid_pdrop", "init_std": "initializer_range",
+           "layout": "model_type"}
+_ACTIVATION_KEY = {"openai-gpt": "afn", "gpt2": "activation_function"}
+_FAMILY_KEYS = {"openai-gpt": {}, "gpt2": {"activation": "activation_function", "n_inner": "n_inner"}}
+# The block of gptft fields transformers has no key for (GPT-1's MLP width, exact GELU in GPT-1).
+EXTRA_BLOCK = "gptft"
+
+
 def config_from_hf(values: dict, source: str) -> GPTConfig:
-    """A `GPTConfig` from the fields of a Hugging Face `config.json` (or gptft's own block in it)."""
-    if "gptft" in values:
-        return GPTConfig.from_dict(values["gptft"])
+    """A `GPTConfig` from a Hugging Face `config.json`: its keys are the truth.
+
+    The `gptft` block holds only what transformers has no key for; a folder from gptft 0.1.0 holds every
+    field there, which must then agree with the Hugging Face keys. Keys that disagree with each other are
+    refused, naming them.
+    """
     family = values.get("model_type")
     if family not in _ACTIVATION_FROM_HF:
         raise ModelFileError(f"{source}: model_type {family!r} is not a GPT-1 ('openai-gpt') or GPT-2 ('gpt2') model")
-    act_key = "afn" if family == "openai-gpt" else "activation_function"
+    act_key = _ACTIVATION_KEY[family]
     act_name = values.get(act_key, "gelu" if family == "openai-gpt" else "gelu_new")
     activation = _ACTIVATION_FROM_HF[family].get(act_name)
     if activation is None:
@@ -66,8 +80,11 @@ def config_from_hf(values: dict, source: str) -> GPTConfig:
             raise ModelFileError(f"{source}: {flag}=true is not supported by gptft's GPT")
     if values.get("scale_attn_weights") is False or values.get("tie_word_embeddings") is False:
         raise ModelFileError(f"{source}: gptft's GPT scales attention and ties the LM head; this config does not")
+    if "n_ctx" in values and "n_positions" in values and values["n_ctx"] != values["n_positions"]:
+        raise ModelFileError(f"{source}: n_ctx ({values['n_ctx']}) and n_positions ({values['n_positions']}) "
+                             "disagree; gptft reads sequences up to n_positions: make them equal")
     try:
-        return GPTConfig(
+        fields = dict(
             vocab_size=values["vocab_size"], block_size=values["n_positions"], n_embd=values["n_embd"],
             n_layer=values["n_layer"], n_head=values["n_head"], n_inner=values.get("n_inner"),
             activation=activation, layer_norm_epsilon=values.get("layer_norm_epsilon", 1e-5),
@@ -77,25 +94,45 @@ def config_from_hf(values: dict, source: str) -> GPTConfig:
             init_std=values.get("initializer_range", 0.02))
     except KeyError as missing:
         raise ModelFileError(f"{source}: required key {missing} is missing") from None
+    extra = values.get(EXTRA_BLOCK) or {}
+    if not isinstance(extra, dict):
+        raise ModelFileError(f"{source}: {EXTRA_BLOCK} must be a mapping of GPTConfig fields")
+    said_by_hf = {**_HF_KEY, **_FAMILY_KEYS[family]}
+    for name, value in extra.items():
+        key = said_by_hf.get(name)
+        if key is None:
+            fields[name] = value  # a field transformers cannot say (unknown names are refused below)
+        elif value != fields[name]:
+            raise ModelFileError(f"{source}: {key} says {values.get(key)!r} but {EXTRA_BLOCK}.{name} says {value!r}; "
+                                 f"the Hugging Face key is the one to edit: delete {EXTRA_BLOCK}.{name}")
+    try:
+        return GPTConfig.from_dict(fields)
     except ValueError as error:
         raise ModelFileError(f"{source}: {error}") from None
 
 
 def config_to_hf(config: GPTConfig) -> dict:
-    """The `config.json` of `config`: readable by transformers, with gptft's exact fields kept alongside."""
+    """The `config.json` of `config`: transformers' keys, plus a `gptft` block only for what they cannot say."""
     family = _family(config)
     values = {
         "model_type": family, "vocab_size": config.vocab_size, "n_positions": config.block_size,
         "n_ctx": config.block_size, "n_embd": config.n_embd, "n_layer": config.n_layer,
         "n_head": config.n_head, "layer_norm_epsilon": config.layer_norm_epsilon,
         "embd_pdrop": config.embd_pdrop, "attn_pdrop": config.attn_pdrop, "resid_pdrop": config.resid_pdrop,
-        "initializer_range": config.init_std, "gptft": config.to_dict(),
+        "initializer_range": config.init_std,
     }
+    extra = {}
     if family == "openai-gpt":
         values.update(architectures=["OpenAIGPTLMHeadModel"], afn="gelu")
+        if config.activation != "gelu_new":
+            extra["activation"] = config.activation  # transformers' GPT-1 "gelu" is the tanh form
+        if config.n_inner is not None:
+            extra["n_inner"] = config.n_inner  # transformers' GPT-1 MLP is always 4 * n_embd
     else:
         values.update(architectures=["GPT2LMHeadModel"], n_inner=config.n_inner,
                       activation_function=config.activation)
+    if extra:
+        values[EXTRA_BLOCK] = extra
     return values
 
 
@@ -146,7 +183,39 @@ def read_folder(name_or_path) -> tuple[Path, GPTConfig, dict[str, np.ndarray]]:
         hf_values = json.loads(config_path.read_text())
     except ValueError as error:
         raise ModelFileError(f"{config_path}: not valid JSON ({error})") from None
-    return folder, config_from_hf(hf_values, str(config_path)), read_weights(folder)
+    config = config_from_hf(hf_values, str(config_path))
+    weights = read_weights(folder)
+    check_keys_against_tensors(config, weights, config_path)
+    return folder, config, weights
+
+
+def check_keys_against_tensors(config: GPTConfig, weights: dict[str, np.ndarray], source) -> None:
+    """Refuse a folder whose tensors contradict its `config.json`, naming the key (as transformers would).
+
+    `from_hf_tensors` then checks every tensor; this names the key a user would edit instead of a tensor.
+    """
+    family = _family(config)
+    inner_key = "n_inner" if family == "gpt2" else f"{EXTRA_BLOCK}.n_inner" if config.n_inner else "4 * n_embd"
+    said = {"n_embd": config.n_embd, "vocab_size": config.vocab_size, "n_positions": config.block_size,
+            inner_key: config.inner_size}
+    found = {}
+    embed, positions = weights.get(_hf_key("wte.weight", family)), weights.get(_hf_key("wpe.weight", family))
+    if embed is not None and embed.ndim == 2:
+        found["vocab_size"] = (embed.shape[0], f"{_hf_key('wte.weight', family)} has {embed.shape[0]} rows")
+        found["n_embd"] = (embed.shape[1], f"{_hf_key('wte.weight', family)} is {embed.shape[1]} wide")
+    if positions is not None and positions.ndim == 2:
+        found["n_positions"] = (positions.shape[0], f"{_hf_key('wpe.weight', family)} has {positions.shape[0]} rows")
+    fc = weights.get("h.0.mlp.c_fc.weight")  # Conv1D: (in, out)
+    if fc is not None and fc.ndim == 2:
+        found[inner_key] = (fc.shape[1], f"h.0.mlp.c_fc.weight has {fc.shape[1]} outputs")
+    for key, (value, evidence) in found.items():
+        if value != said[key]:
+            raise ModelFileError(f"{source}: {key} is {said[key]} but {evidence}; the config and the weights "
+                                 "do not belong together")
+    blocks = [k for k in weights if k.startswith("h.") and k.endswith(".attn.c_attn.weight")]
+    if blocks and len(blocks) != config.n_layer:
+        raise ModelFileError(f"{source}: n_layer is {config.n_layer} but the weights hold {len(blocks)} blocks; "
+                             "the config and the weights do not belong together")
 
 
 def from_hf_tensors(weights: dict[str, np.ndarray], shapes: dict[str, tuple], config: GPTConfig,

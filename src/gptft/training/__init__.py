@@ -12,4 +12,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "ListSource": "trainer",
     "Progress": "trainer",
     "Placement": "device",
+    "TrainingInterrupted": "interrupt",
 })

@@ -17,7 +17,6 @@ process compile without it, and caching stops when that run ends.
 `gptft doctor` reports it and `gptft doctor --clear-compile-cache` empties it.
 """
 
-import fcntl
 import functools
 import hashlib
 import json
@@ -27,6 +26,8 @@ import sys
 from pathlib import Path
 
 import gptft
+
+from .file_lock import try_lock
 
 ENVIRONMENT = "GPTFT_COMPILE_CACHE"
 COMPLETE = "complete"
@@ -100,11 +101,8 @@ def enable(key: dict, say=print) -> Path | None:
     if folder is None or not Path(sys.argv[0]).is_file():
         return None  # MindSpore hashes the main script too: a `python -c` process has none
     folder.parent.mkdir(parents=True, exist_ok=True)
-    lock = open(folder.with_suffix(".lock"), "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.close()
+    lock = try_lock(folder.with_suffix(".lock"))
+    if lock is None:
         say(f"compile cache {folder} is in use by another process; compiling without it")
         return None
     if folder.exists() and not (folder / COMPLETE).exists():

@@ -8,9 +8,13 @@ Resume is exact: a step is a pure function of the parameters (weights, dropout c
 the step number (schedule and bias correction) and the batch, and the data order is a function of the
 seed and the epoch. A checkpoint stores the first two (`TrainStep.checkpoint_state`) and the loop's
 `Progress`; the third is recomputed.
+
+SIGTERM and SIGINT stop a run cleanly: the step in flight finishes, a checkpoint is written, and `fit`
+raises `TrainingInterrupted` (see `interrupt`), from which `--resume` continues exactly.
 """
 
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +27,7 @@ from ..errors import ConfigError, GptftError
 from . import checkpoints as ckpt
 from .config import TrainConfig
 from .device import Placement, memory_in_use
+from .interrupt import StopRequests, TrainingInterrupted, any_rank_vote
 from .optim import SCHEDULES
 from .runlog import RunLog, plot_learning_curves
 from .step import TrainStep
@@ -103,15 +108,19 @@ class Trainer:
         self.log = RunLog(self.output_dir / "metrics.jsonl", enabled=self.placement.is_main)
         self.checkpoints = self.output_dir / "checkpoints"
         self.tensors = step.checkpoint_state()
+        self._any_rank = any_rank_vote() if self.placement.world_size > 1 else None
         self.compiled_shapes = set()  # batch shapes the step has run: each is a compiled graph
         self.memory_warned = False
 
     def fit(self, data: BatchSource, resume: bool = False) -> Progress:
         """Train to the end (or early stop) and return where the run ended.
 
+        With `resume` it continues from the newest good checkpoint, or starts from step 0 when there is none.
+
         Raises:
-            ConfigError: checkpoints already exist without `resume`, or `resume` finds none.
+            ConfigError: checkpoints already exist without `resume`.
             TrainingDiverged: the loss became NaN or infinite (the last good checkpoint stays).
+            TrainingInterrupted: SIGTERM or SIGINT arrived; the step in flight finished and was checkpointed.
         """
         config = self.config
         steps_per_epoch = data.num_batches // config.grad_accum
@@ -131,35 +140,41 @@ class Trainer:
                    desc="train")
         window = _Window()
         stop = False
-        while progress.step < total and not stop:
-            epoch, offset = divmod(progress.step, steps_per_epoch)
-            batches = data.epoch(epoch)
-            for index in range(offset, steps_per_epoch):
-                micro = batches[index * config.grad_accum:(index + 1) * config.grad_accum]
-                lr = config.lr * schedule(progress.step + 1, total, warmup)
-                losses, grad_norm = self.step.train_on(micro, progress.step + 1, lr)
-                progress.step += 1
-                first = next(iter(losses.values()))
-                if not math.isfinite(first):
-                    raise TrainingDiverged(f"the loss became {first} at step {progress.step}; stopped. The last "
-                                           f"good checkpoint is in {self.checkpoints}; lower train.lr and --resume")
-                window.add(losses, grad_norm, sum(int(np.size(b[0])) for b in micro) * self.placement.world_size)
-                self._watch_graph_memory(micro)
-                bar.update(1)
-                if progress.step % config.log_every == 0 or progress.step == total:
-                    self._write_training_record(window.close(progress.step, epoch, lr), bar)
-                end_of_epoch = index == steps_per_epoch - 1
-                evaluate_now = self.evaluate is not None and (
-                    (config.eval_every and progress.step % config.eval_every == 0)
-                    or (not config.eval_every and end_of_epoch) or progress.step == total)
-                if evaluate_now:
-                    stop = self._evaluate(progress)
-                    self.step.set_train(True)
-                if evaluate_now or end_of_epoch or progress.step == total or stop or (
-                        config.save_every and progress.step % config.save_every == 0):
-                    self._save(progress)
-                if stop or progress.step == total:
-                    break
+        with StopRequests() as requests:
+            while progress.step < total and not stop:
+                epoch, offset = divmod(progress.step, steps_per_epoch)
+                batches = data.epoch(epoch)
+                for index in range(offset, steps_per_epoch):
+                    micro = batches[index * config.grad_accum:(index + 1) * config.grad_accum]
+                    lr = config.lr * schedule(progress.step + 1, total, warmup)
+                    losses, grad_norm = self.step.train_on(micro, progress.step + 1, lr)
+                    progress.step += 1
+                    first = next(iter(losses.values()))
+                    if not math.isfinite(first):
+                        raise TrainingDiverged(f"the loss became {first} at step {progress.step}; stopped. The last "
+                                               f"good checkpoint is in {self.checkpoints}; lower train.lr and --resume")
+                    window.add(losses, grad_norm, sum(int(np.size(b[0])) for b in micro) * self.placement.world_size)
+                    self._watch_graph_memory(micro)
+                    bar.update(1)
+                    if progress.step % config.log_every == 0 or progress.step == total:
+                        self._write_training_record(window.close(progress.step, epoch, lr), bar)
+                    end_of_epoch = index == steps_per_epoch - 1
+                    evaluate_now = self.evaluate is not None and (
+                        (config.eval_every and progress.step % config.eval_every == 0)
+                        or (not config.eval_every and end_of_epoch) or progress.step == total)
+                    if evaluate_now:
+                        stop = self._evaluate(progress)
+                        self.step.set_train(True)
+                    saved = evaluate_now or end_of_epoch or progress.step == total or stop or (
+                        config.save_every and progress.step % config.save_every == 0)
+                    if saved:
+                        self._save(progress)
+                    signum = self._stop_requested(requests)
+                    if signum:
+                        bar.close()
+                        self._stop_on_signal(signum, progress, saved)
+                    if stop or progress.step == total:
+                        break
         bar.close()
         if stop:
             self._say(f"early stopping at step {progress.step}: {progress.evals_without_improvement} evaluations "
@@ -184,11 +199,30 @@ class Trainer:
     def _resume(self) -> Progress:
         good = ckpt.latest_good(self.checkpoints, warn=self._say)
         if good is None:
-            raise ConfigError(f"--resume was given but {self.checkpoints} holds no usable checkpoint")
+            # What a scheduler's retry needs: the first attempt, or one that died before its first checkpoint.
+            self.log.truncate_after(0)
+            self._say(f"--resume: no checkpoint in {self.checkpoints} yet; starting the run from step 0")
+            return Progress()
         progress = Progress(**ckpt.load_checkpoint(good, self.tensors))
         self.log.truncate_after(progress.step)
         self._say(f"resumed from {good} (step {progress.step})")
         return progress
+
+    def _stop_requested(self, requests: StopRequests) -> int:
+        """The signal that asked this run to stop (0 for none); data-parallel workers vote, so all agree."""
+        requests.reinstall()
+        signum = requests.signum or 0
+        return self._any_rank(signum) if self._any_rank is not None else signum
+
+    def _stop_on_signal(self, signum: int, progress: Progress, saved: bool):
+        """Checkpoint the step just finished (unless it already was), then raise `TrainingInterrupted`."""
+        if not saved:
+            self._save(progress)
+        if self._any_rank is not None:
+            self._any_rank(0)  # wait until rank 0 has written it: a worker that exits ends the group
+        checkpoint = self.checkpoints / ckpt.checkpoint_name(progress.step)
+        self._say(f"{signal.Signals(signum).name}: stopped after step {progress.step}; saved {checkpoint}")
+        raise TrainingInterrupted(signum, progress.step, checkpoint)
 
     def _say(self, message: str) -> None:
         if self.placement.is_main:
