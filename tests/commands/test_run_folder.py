@@ -44,11 +44,11 @@ def test_a_folder_another_live_process_holds_is_refused_with_its_pid(tmp_path):
     folder = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from gptft.training.file_lock import record_holder, try_lock
+        from gptft.training.file_lock import try_lock
         from pathlib import Path
         Path({str(folder)!r}).mkdir()
         lock = try_lock(Path({str(folder)!r}) / {run_folder.LOCK_FILE!r})
-        record_holder(lock)
+        lock.record_holder()
         print("locked", flush=True)
         sys.stdin.read()
     """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

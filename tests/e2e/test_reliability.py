@@ -161,13 +161,19 @@ def test_model_folder_problems(previous_run, capsys, tmp_path):
     refused(truncated, "not a readable safetensors file")
     misshaped = broken_model_folder(previous_run, tmp_path / "misshaped")
     tensors = load_file(str(original / "model.safetensors"))
-    tensors["h.0.mlp.c_fc.weight"] = tensors["h.0.mlp.c_fc.weight"][:, :64]
+    tensors["h.0.attn.c_proj.weight"] = tensors["h.0.attn.c_proj.weight"][:, :16]
     del tensors["h.1.ln_1.bias"]
     tensors["extra.weight"] = np.zeros(2, np.float32)
     save_file(tensors, str(misshaped / "model.safetensors"))
     folder_before = snapshot(misshaped)
-    refused(misshaped, "tensor h.0.mlp.c_fc.weight has shape (32, 64)")
+    refused(misshaped, "tensor h.0.attn.c_proj.weight has shape (32, 16)")
     assert snapshot(misshaped) == folder_before
+    # A tensor whose shape contradicts a config.json key is refused naming the key, as transformers would.
+    narrow = broken_model_folder(previous_run, tmp_path / "narrow")
+    tensors = load_file(str(original / "model.safetensors"))
+    tensors["h.0.mlp.c_fc.weight"] = tensors["h.0.mlp.c_fc.weight"][:, :64]
+    save_file(tensors, str(narrow / "model.safetensors"))
+    refused(narrow, "4 * n_embd is 128 but h.0.mlp.c_fc.weight has 64 outputs")
 
 
 def test_a_tokenizer_that_does_not_fit_the_model(previous_run, capsys, gpt2_folder):
@@ -180,8 +186,10 @@ def test_resume_and_output_folder_problems(previous_run, capsys, tmp_path):
     folder, config = previous_run
     run_bad(["train", str(config), "--output-dir", str(folder / "run")], capsys, previous_run,
             "holds another run's checkpoints; pass --resume")
-    assert main(["train", str(config), "--output-dir", str(tmp_path / "fresh"), "--resume"]) == 2
-    assert "holds no usable checkpoint" in capsys.readouterr().err
+    # --resume into a folder of another config's run (--resume into a folder with no run starts it from
+    # step 0: tests/e2e/test_interrupt.py's reference runs start that way).
+    run_bad(["train", str(config), "--output-dir", str(folder / "run"), "--resume", "--train.epochs=3"], capsys,
+            previous_run, "holds a run of a different config (train.epochs is 1 there, 3 here)")
 
 
 def test_corrupt_latest_checkpoint_falls_back_on_resume(previous_run, capsys, tmp_path):
@@ -193,7 +201,7 @@ def test_corrupt_latest_checkpoint_falls_back_on_resume(previous_run, capsys, tm
     newest, previous = checkpoints[-1], checkpoints[-2]
     state = newest / ckpt.STATE
     state.write_bytes(state.read_bytes()[:-100])  # truncated, as by a disk that filled up
-    assert main(["train", str(config), "--output-dir", str(run), "--resume", "--train.epochs=2",
+    assert main(["train", str(config), "--output-dir", str(run), "--resume", "--train.epochs=1",
                  "--train.save_every=2", "--train.keep_last=5"]) == 0
     out = capsys.readouterr().out
     assert f"skipping checkpoint {newest}: state.safetensors does not match its checksum" in out

@@ -19,7 +19,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..training.checkpoints import refuse_existing
-from ..training.file_lock import holder, record_holder, try_lock
+from ..training.file_lock import holder, try_lock
 from .configfile import read_yaml, save, to_dict
 
 CONFIG_FILE = "config.yaml"
@@ -37,6 +37,7 @@ def claimed(output_dir, config, resume: bool, is_main: bool = True):
             checkpoints; or `resume` finds a run of a different config there.
     """
     folder = Path(output_dir)
+    created = not folder.exists()
     lock = None
     if is_main:
         folder.mkdir(parents=True, exist_ok=True)
@@ -50,11 +51,13 @@ def claimed(output_dir, config, resume: bool, is_main: bool = True):
         else:
             refuse_existing(folder / "checkpoints", folder)
         if lock is not None:
-            record_holder(lock)
+            lock.record_holder()
         yield folder
     finally:
         if lock is not None:
-            lock.close()
+            lock.release()
+        if created and is_main and not any(folder.iterdir()):
+            folder.rmdir()  # a run refused before writing anything leaves no trace
 
 
 def start(output_dir, config, resume: bool) -> Path:

@@ -123,7 +123,7 @@ def close(complete: bool) -> None:
     if complete:
         (folder / COMPLETE).write_text("")
     ms.set_context(enable_compile_cache=False)
-    _state["lock"].close()
+    _state["lock"].release()
     _state.update(folder=None, lock=None)
 
 
