@@ -1,27 +1,10 @@
-import csv
-
 import pytest
 
 from gptft import Tokenizer
-from gptft.data.config import DataConfig
 from gptft.data.encoding import encode
-from gptft.data.loading import load_split, read_examples
 from gptft.tasks import Task
 
-SENTIMENT = Task("classification", labels=("negative", "positive"), max_length=64)
-
-
-def write_csv(path, header, rows):
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def read(path_or_split, task=SENTIMENT, **config):
-    config = DataConfig(**config)
-    return read_examples(load_split(config, str(path_or_split)), task, config, "split")
+from data_helpers import SENTIMENT, read, write_csv
 
 
 def test_encode_formats_and_caches(tmp_path, gpt2_folder, monkeypatch):

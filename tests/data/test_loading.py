@@ -1,4 +1,3 @@
-import csv
 import json
 
 import pyarrow as pa
@@ -6,24 +5,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from gptft.data.config import DataConfig
-from gptft.data.loading import load_split, load_task_splits, read_examples, split_off_validation
+from gptft.data.loading import load_task_splits, split_off_validation
 from gptft.errors import DataError
 from gptft.tasks import Task
 
-SENTIMENT = Task("classification", labels=("negative", "positive"), max_length=64)
-
-
-def write_csv(path, header, rows):
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def read(path_or_split, task=SENTIMENT, **config):
-    config = DataConfig(**config)
-    return read_examples(load_split(config, str(path_or_split)), task, config, "split")
+from data_helpers import SENTIMENT, read, write_csv
 
 
 def test_every_local_format_reads_the_same(tmp_path):

@@ -1,8 +1,9 @@
-"""The compile cache with real training processes: a repeated run loads its graphs, and a run whose graphs
-differ (another width, other batch lengths, a run that died before finishing) never loads a stale one."""
+"""The compile cache with real training processes: a repeated run loads its graphs (from other folders
+too), and a run whose graphs differ (another width, other batch lengths, a run that died before finishing) never loads a stale one."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,45 +46,54 @@ def assert_same(a, b):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """The keyword run, the same run's model twice as wide, one cache root, and the first run of each graph
+    choice (one graph for all lengths, a graph per length) compiled into that root."""
     folder = tmp_path_factory.mktemp("cache-runs")
     config = write_keyword_run(folder)
     wide = folder / "wide"  # the same run on a model twice as wide: same code, same shapes of the batches
     GPT(GPTConfig.preset("tiny", n_embd=64, vocab_size=GPT.from_pretrained(folder / "model").config.vocab_size,
                          block_size=32)).save_pretrained(wide)
     (wide / "tokenizer.json").write_bytes((folder / "model" / "tokenizer.json").read_bytes())
-    return folder, config, wide
+    cache = folder / "cache"
+    first = {}
+    for name, lengths in LENGTHS.items():
+        before = graphs(cache) if cache.exists() else {}
+        first[name] = train(config, folder / f"first-{len(first)}", cache, *lengths)
+        added = {key: files for key, files in graphs(cache).items() if key not in before}
+        assert len(added) == 1 and len(next(iter(added.values()))) >= 4  # gradients, norm, update, evaluation
+    return folder, config, wide, cache, first
 
 
-@pytest.mark.parametrize("lengths", [["--train.dynamic_length=true"], []], ids=["one graph", "graph per length"])
-def test_a_repeated_run_loads_its_graphs_and_ends_identically(runs, tmp_path, lengths):
-    folder, config, _ = runs
-    cache = tmp_path / "cache"
-    first = train(config, tmp_path / "a", cache, *lengths)
+LENGTHS = {"one graph": ["--train.dynamic_length=true"], "graph per length": []}
+
+
+@pytest.mark.parametrize("name", LENGTHS)
+def test_a_repeated_run_loads_its_graphs_and_ends_identically(runs, tmp_path, name):
+    folder, config, _, cache, first = runs
+    moved = tmp_path / "moved"  # the same run from a copy of its model and data: paths decide no graph
+    shutil.copytree(folder / "model", moved / "model")
+    for split in ("train", "validation", "test"):
+        shutil.copy(folder / f"{split}.csv", moved)
+    (moved / "run.yaml").write_text(config.read_text().replace(str(folder), str(moved)))
     cached = graphs(cache)
-    assert len(cached) == 1 and len(next(iter(cached.values()))) >= 4  # gradients, norm, update, evaluation
-    second = train(config, tmp_path / "b", cache, *lengths)
-    assert graphs(cache) == cached  # loaded, not compiled again: no graph file was written
-    assert_same(first, second)
-    uncached = train(config, tmp_path / "c", "off", *lengths)
-    assert_same(first, uncached)
+    again = train(moved / "run.yaml", tmp_path / "again", cache, *LENGTHS[name])
+    assert graphs(cache) == cached  # loaded, not compiled again: no graph file was written or touched
+    assert_same(first[name], again)
 
 
 def test_another_width_or_other_batch_lengths_never_load_a_stale_graph(runs, tmp_path):
-    folder, config, wide = runs
-    cache = tmp_path / "cache"
-    train(config, tmp_path / "a", cache, "--train.dynamic_length=true")
-    wide_cached = train(config, tmp_path / "b", cache, "--train.dynamic_length=true", f"--model.pretrained={wide}")
-    assert len(graphs(cache)) == 2
-    assert_same(wide_cached, train(config, tmp_path / "c", "off", "--train.dynamic_length=true",
-                                   f"--model.pretrained={wide}"))
-    train(config, tmp_path / "d", cache)  # one graph per length, buckets [24]
-    other_lengths = train(config, tmp_path / "e", cache, "--data.buckets=[16, 24]")
-    assert len(graphs(cache)) == 4
-    assert_same(other_lengths, train(config, tmp_path / "f", "off", "--data.buckets=[16, 24]"))
+    # The cache root already holds the graphs of the narrow model, one graph and a graph per length [24].
+    _, config, wide, cache, _ = runs
+    for name, overrides in (("wide", ["--train.dynamic_length=true", f"--model.pretrained={wide}"]),
+                            ("other lengths", ["--data.buckets=[16, 24]"])):
+        before = graphs(cache)
+        cached = train(config, tmp_path / name, cache, *overrides)
+        assert len(graphs(cache)) == len(before) + 1, name  # a folder of its own, compiled afresh
+        assert_same(cached, train(config, tmp_path / f"{name} uncached", "off", *overrides))
 
 
 def test_graphs_of_a_run_that_died_are_never_used(runs, tmp_path):
-    folder, config, _ = runs
+    _, config, _, _, first = runs
     cache = tmp_path / "cache"
     process = train(config, tmp_path / "a", cache, "--train.dynamic_length=true", "--train.log_every=1", wait=False)
     metrics = tmp_path / "a" / "metrics.jsonl"
@@ -98,4 +108,4 @@ def test_graphs_of_a_run_that_died_are_never_used(runs, tmp_path):
     finished = train(config, tmp_path / "b", cache, "--train.dynamic_length=true")
     after = graphs(cache)[partial[0].name]
     assert all(after[name] != before[name] for name in before)  # thrown away and compiled again
-    assert_same(finished, train(config, tmp_path / "c", "off", "--train.dynamic_length=true"))
+    assert_same(finished, first["one graph"])

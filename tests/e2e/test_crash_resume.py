@@ -1,4 +1,5 @@
-"""A real training process killed with SIGKILL resumes to exactly the weights of an uninterrupted run."""
+"""A real training process killed with SIGKILL resumes to exactly the weights of an uninterrupted run; the
+lock the killed process leaves behind blocks nothing."""
 
 import os
 import signal
@@ -61,6 +62,7 @@ def test_sigkill_at_a_random_step_then_resume(tmp_path, uninterrupted, trial):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert logged_steps(run) < total
+    assert (run / ".gptft.lock").read_text().strip() == str(process.pid)  # left behind: it must block nothing
     resume_and_compare(config, run, reference)
 
 

@@ -7,7 +7,6 @@ correlation (STS-B). Correlations come from scipy; the others are read off the c
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 
 from ..errors import ConfigError
 
@@ -60,11 +59,17 @@ def _correlation(function, predictions, labels) -> float:
     return float(function(predictions, labels)[0])
 
 
+# scipy is imported where it is used: most runs never need a correlation, and every process would pay
+# for the import.
 def pearson(predictions, labels) -> float:
+    from scipy import stats
+
     return _correlation(stats.pearsonr, predictions, labels)
 
 
 def spearman(predictions, labels) -> float:
+    from scipy import stats
+
     return _correlation(stats.spearmanr, predictions, labels)
 
 

@@ -77,9 +77,11 @@ def folder_for(key: dict) -> Path | None:
     return base / name
 
 
-# Settings that change no graph and not the order in which a run compiles them.
+# Settings that change no graph and not the order in which a run compiles them. Paths are among them: what
+# the files hold that shapes a graph (the model's size and vocabulary, the batch lengths) is in the key by
+# value, so a run on a moved or copied folder still finds its graphs.
 NOT_IN_GRAPHS = ("output_dir", "lr", "warmup", "schedule", "log_every", "save_every", "keep_last", "best_metric",
-                 "patience", "cache_dir")
+                 "patience", "cache_dir", "pretrained", "tokenizer", "dataset", "files")
 
 
 def graph_settings(values, drop=NOT_IN_GRAPHS):
