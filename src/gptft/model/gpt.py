@@ -63,20 +63,32 @@ class CausalSelfAttention(nn.Cell):
         # length is dynamic (one graph for every batch length, see TrainStep.compile_for_any_length).
         self.split_qkv = ops.Split(axis=-1, output_num=3)
 
-    def _heads(self, x, B, T):
-        return ops.transpose(x.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))  # (B, nh, T, hs)
-
-    def construct(self, x, keep_probs=None, keep_out=None):
+    def construct(self, x, keep_probs=None, keep_out=None, cache=None):
+        # cache: None, or (keys, values, write, bias) for generation: earlier keys and values
+        # (B, nh, S, hs), a one-hot (B, 1, S, T) that puts each new token's key and value into its slot, and
+        # the (B, 1, T, S) scores to add (0 for the slots a token sees). Returns the updated keys and values too.
         B, T, C = x.shape
         # Split, then move heads forward: far faster on CPU than indexing a (3, B, nh, T, hs) tensor.
         q, k, v = self.split_qkv(self.c_attn(x))
-        q, k, v = self._heads(q, B, T), self._heads(k, B, T), self._heads(v, B, T)
-        att = self.qk(q * self.scale, k)  # (B, nh, T, T)
-        att = att + self.causal_mask[:, :, :T, :T]
+        q = ops.transpose(q.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))  # (B, nh, T, hs)
+        k = ops.transpose(k.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))
+        v = ops.transpose(v.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))
+        if cache is None:
+            bias = self.causal_mask[:, :, :T, :T]
+        else:
+            k_cache, v_cache, write, bias = cache
+            kept = 1.0 - write.sum(-1, keepdims=True)  # (B, 1, S, 1): zero at the slots written now
+            write = ops.broadcast_to(write, (B, self.n_head) + write.shape[2:])
+            k = k_cache * kept + self.av(write, k)
+            v = v_cache * kept + self.av(write, v)
+        att = self.qk(q * self.scale, k) + bias  # (B, nh, T, T or S)
         att = self.attn_dropout(ops.softmax(att, axis=-1), keep_probs)
         y = self.av(att, v)  # (B, nh, T, hs)
         y = ops.transpose(y, (0, 2, 1, 3)).reshape(B, T, C)
-        return self.resid_dropout(self.c_proj(y), keep_out)
+        y = self.resid_dropout(self.c_proj(y), keep_out)
+        if cache is None:
+            return y
+        return y, k, v
 
 
 class MLP(nn.Cell):
@@ -107,14 +119,24 @@ class Block(nn.Cell):
         self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
         self.mlp = MLP(config, rng)
 
-    def construct(self, x, keep=None):
+    def construct(self, x, keep=None, cache=None):
         # keep: None (masks drawn in the graph) or the (attention, attention output, MLP) keep masks.
+        # cache: None, or the attention's key/value cache for generation (CausalSelfAttention.construct);
+        # then the block returns its output and the updated keys and values.
+        # Every branch on the layout stays in construct: MindSpore keeps the compiled form of other methods
+        # by the object's identity, and a new block at a freed block's address got the old one's layout.
         probs, attn_out, mlp_out = (None, None, None) if keep is None else keep
+        out = self.attn(self.ln_1(x) if self.pre_ln else x, probs, attn_out, cache)
+        attended = out if cache is None else out[0]
         if self.pre_ln:
-            x = x + self.attn(self.ln_1(x), probs, attn_out)
-            return x + self.mlp(self.ln_2(x), mlp_out)
-        x = self.ln_1(x + self.attn(x, probs, attn_out))
-        return self.ln_2(x + self.mlp(x, mlp_out))
+            x = x + attended
+            x = x + self.mlp(self.ln_2(x), mlp_out)
+        else:
+            x = self.ln_1(x + attended)
+            x = self.ln_2(x + self.mlp(x, mlp_out))
+        if cache is None:
+            return x
+        return x, out[1], out[2]
 
 
 class GPT(nn.Cell):
@@ -166,6 +188,32 @@ class GPT(nn.Cell):
         if self.ln_f is not None:
             x = self.ln_f(x)
         return x
+
+    def generate(self, prompts, max_new_tokens: int = 20, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0, seed: int = 0, stop=()) -> list[list[int]]:
+        """Continue each prompt (a list of token ids; prompts may differ in length) by up to `max_new_tokens`.
+
+        One forward pass over the prompts fills a key/value cache; each further token costs one pass over
+        one token per prompt. `temperature` 0 is greedy; otherwise tokens are drawn from the softmax of the
+        logits divided by `temperature`, kept to the `top_k` most likely (0: all) and to the smallest set
+        whose probability reaches `top_p`. The same `seed` gives the same tokens. A prompt's generation
+        ends at any token in `stop`, which is not returned. Runs compiled in GRAPH_MODE.
+
+        Returns:
+            The new tokens of each prompt, without the prompt.
+
+        Raises:
+            DataError: an empty prompt, a token outside the vocabulary, a prompt plus `max_new_tokens`
+                longer than `block_size`, or a sampling setting out of range.
+
+        Example:
+            >>> tok = Tokenizer.from_pretrained("runs/demo/pretrain/model")
+            >>> new = model.generate([tok.encode("The film")], max_new_tokens=20, temperature=0.8, top_k=40)
+            >>> tok.decode(new[0])
+        """
+        from .generation import generate
+
+        return generate(self, prompts, max_new_tokens, temperature, top_k, top_p, seed, stop)
 
     def draw_keep_masks(self, B: int, T: int, advance: bool = True) -> tuple:
         """The dropout masks of the next training call on `(B, T)` ids, drawn on the host: the embeddings'
