@@ -49,9 +49,12 @@ def test_greedy_generation_equals_transformers(tmp_path, family):
 
 
 def test_sampling_follows_the_seed_and_stops_at_a_stop_token():
+    # Several calls on one model: its compiled graphs are reused, with the key/value caches as inputs.
     model = GPT(GPTConfig.preset("tiny", vocab_size=99), seed=5)
     first = model.generate(PROMPTS, max_new_tokens=12, temperature=1.5, seed=7)
     assert first != model.generate(PROMPTS, max_new_tokens=12, temperature=1.5, seed=8)
+    assert model.generate(PROMPTS, max_new_tokens=12, top_k=1, seed=9) == \
+        model.generate(PROMPTS, max_new_tokens=12, temperature=0)  # one candidate: greedy
     row = first[0]
     stop = row[3]
     cut = model.generate(PROMPTS, max_new_tokens=12, temperature=1.5, seed=7, stop=[stop])

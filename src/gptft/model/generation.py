@@ -8,14 +8,15 @@ position, its cache slots past that position are masked, and each new token over
 padding token. Choosing the next token (greedy, temperature, top-k, top-p) happens on the host with a
 seeded NumPy generator, so the same seed gives the same text.
 
-Each call builds its graph cell anew and so pays its compile: a cell kept on the model would form a
-reference cycle with it, and when the garbage collector freed such a pair late, a model created
-afterwards generated wrong tokens (MindSpore 2.7, reproduced in this project's tests' order).
+The caches go in as `mindspore.mutable`: a plain tuple of tensors is a constant to MindSpore, which
+then compiles the graph again at every step and may reuse one compiled for another tuple that lived at
+the same address (wrong tokens, seen in this project's tests).
 """
 
 from typing import Iterable, Sequence
 
 import numpy as np
+import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from ..errors import DataError
@@ -44,6 +45,16 @@ class CachedForward(nn.Cell):
             x = gpt.ln_f(x)
         picked = ops.matmul(pick, x)  # (B, 1, C)
         return gpt.logits_matmul(picked[:, 0], gpt.wte.weight), updated
+
+
+def _forward_cell(model) -> CachedForward:
+    """The model's generation cell, made once so that its compiled graphs serve every later call."""
+    cell = model.__dict__.get("_generation_cell")
+    if cell is None:
+        cell = CachedForward(model)
+        # Kept outside MindSpore's cell registry: registered, it would make the model its own descendant.
+        object.__setattr__(model, "_generation_cell", cell)
+    return cell
 
 
 def next_tokens(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0, top_k: int = 0,
@@ -106,7 +117,7 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int = 20, 
         ids[row, :len(prompt)] = prompt
     slots = np.arange(S)
     head_shape = (B, config.n_head, S, config.head_size)
-    caches = tuple(Tensor(np.zeros(head_shape, np.float32)) for _ in range(2 * config.n_layer))
+    caches = ms.mutable(tuple(Tensor(np.zeros(head_shape, np.float32)) for _ in range(2 * config.n_layer)))
     # The prompts: token t goes to slot t and sees slots 0..t (padding after a prompt sees it, harmlessly).
     positions = np.broadcast_to(np.arange(P, dtype=np.int32), (B, P))
     write = np.broadcast_to(np.eye(S, P, dtype=np.float32), (B, 1, S, P))
@@ -114,7 +125,7 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int = 20, 
     bias = np.broadcast_to(bias, (B, 1, P, S))
     pick = (np.arange(P)[None, :] == lengths[:, None] - 1).astype(np.float32)[:, None, :]  # (B, 1, P)
 
-    cell = CachedForward(model)
+    cell = _forward_cell(model)
     was_training = model.training
     cell.set_train(False)
     rng = np.random.default_rng(seed)
@@ -125,6 +136,7 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int = 20, 
             logits, caches = cell(Tensor(np.ascontiguousarray(ids)), Tensor(np.ascontiguousarray(positions)), caches,
                                   Tensor(np.ascontiguousarray(write)), Tensor(np.ascontiguousarray(bias)),
                                   Tensor(pick))
+            caches = ms.mutable(caches)
             tokens = next_tokens(logits.asnumpy(), rng, temperature, top_k, top_p)
             for row in np.flatnonzero(~done):
                 if int(tokens[row]) in stop:
