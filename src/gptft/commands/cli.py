@@ -1,4 +1,4 @@
-"""The `gptft` command line: train, eval, predict, pretrain, demo, doctor, schema.
+"""The `gptft` command line: train, eval, predict, generate, pretrain, demo, doctor, schema.
 
 A problem with the user's input (config, data, model files, environment) prints one line naming it and
 exits with code 2; `--debug` shows the full traceback instead. A training run stopped by SIGTERM or SIGINT
@@ -117,6 +117,17 @@ def _predict(args, extra) -> int:
     return 0
 
 
+def _generate(args, extra) -> int:
+    from .generate import generate_text
+
+    _split_overrides(extra)
+    completions = generate_text(args.model_dir, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
+                                args.top_p, args.seed, args.stop, args.device)
+    for prompt, completion in zip(args.prompt, completions):
+        print(json.dumps({"prompt": prompt, "completion": completion}) if args.jsonl else prompt + completion)
+    return 0
+
+
 def _demo(args, extra) -> int:
     from .demo import run_demo
 
@@ -188,6 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
     predict.add_argument("--dynamic-length", action="store_true",
                          help="one compiled graph for all text lengths: less memory for long texts, slower")
+
+    generate = command("generate", "continue prompts with a GPT (a pre-training output or released weights)",
+                       _generate)
+    generate.add_argument("model_dir", help="a model folder: a pre-training run's model/, a Hugging Face GPT "
+                                            "folder, or a fine-tuned run's model/")
+    generate.add_argument("--prompt", action="append", required=True, help="a prompt (repeatable: one batch)")
+    generate.add_argument("--max-new-tokens", type=int, default=40, help="tokens to add at most (default 40)")
+    generate.add_argument("--temperature", type=float, default=1.0, help="0 is greedy (default 1.0)")
+    generate.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0: all)")
+    generate.add_argument("--top-p", type=float, default=1.0,
+                          help="sample from the smallest set of tokens whose probability reaches p (default 1)")
+    generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same text")
+    generate.add_argument("--stop", action="append", default=[], help="cut each completion before this text "
+                                                                     "(repeatable)")
+    generate.add_argument("--device", default="cpu", help="cpu, gpu or ascend (default cpu)")
+    generate.add_argument("--jsonl", action="store_true", help="print {prompt, completion} JSON lines")
 
     demo = command("demo", "offline demo: pre-train a small GPT, fine-tune it on movie reviews", _demo)
     demo.add_argument("--output-dir", default="runs/demo")
