@@ -82,3 +82,26 @@ def test_the_reference_loads_back_as_its_example_and_comments_every_key(command,
     path.write_text(text)
     assert load_config(cls, path) == load_config(cls, values=values)
     assert all("  # " in line for line in text.splitlines())
+
+
+def test_transfer_layers_keeps_that_many_pretrained_blocks(tmp_path):
+    from gptft import GPT, GPTConfig, Tokenizer
+    from gptft.commands.schema import ModelSection
+    from gptft.errors import ConfigError
+    from gptft.model.layers import named_parameters
+
+    GPT(GPTConfig.preset("tiny", vocab_size=99), seed=3).save_pretrained(tmp_path)
+    pretrained = {n: p.asnumpy() for n, p in named_parameters(GPT.from_pretrained(tmp_path), trainable_only=True).items()}
+    for keep in (0, 1, 2, -1):
+        model = ModelSection(pretrained=str(tmp_path), transfer_layers=keep).load(Tokenizer, seed=5)
+        same = {n for n, p in named_parameters(model, trainable_only=True).items()
+                if len(p.shape) == 2 and (p.asnumpy() == pretrained[n]).all()}  # matrices: norms start equal
+        kept_blocks = 2 if keep == -1 else keep
+        assert {n.split(".")[1] for n in same if n.startswith("h.")} == {str(i) for i in range(kept_blocks)}
+        assert {"wte.weight", "wpe.weight"} <= same
+    with pytest.raises(ConfigError, match=f"model.transfer_layers is 3 but {tmp_path} has 2 blocks"):
+        ModelSection(pretrained=str(tmp_path), transfer_layers=3).load(Tokenizer)
+    with pytest.raises(ConfigError, match="needs model.pretrained"):
+        ModelSection(preset="tiny", transfer_layers=1)
+    with pytest.raises(ConfigError, match="-1 \\(all\\) or a number of blocks"):
+        ModelSection(pretrained="x", transfer_layers=-2)

@@ -139,3 +139,21 @@ def test_host_drawn_dropout_masks_equal_the_ones_the_graph_hashes(rng, mode):
     assert int(on_host.h[1].mlp.dropout.calls.asnumpy()[0]) == int(in_graph.h[1].mlp.dropout.calls.asnumpy()[0]) == 2
     untouched = on_host.draw_keep_masks(3, 9, advance=False)
     assert int(on_host.drop.calls.asnumpy()[0]) == 2 and untouched[0].shape == (3, 9, 32)
+
+
+@pytest.mark.parametrize("layout", ["post_ln", "pre_ln"])
+def test_reinitialize_blocks_keeps_the_embeddings_and_first_blocks(layout):
+    from gptft.model.layers import named_parameters
+
+    config = GPTConfig.preset("tiny", vocab_size=99, n_layer=3, layout=layout)
+    model = GPT(config, seed=1)
+    before = {n: p.asnumpy().copy() for n, p in named_parameters(model, trainable_only=True).items()}
+    fresh = {n: p.asnumpy() for n, p in named_parameters(GPT(config, seed=7), trainable_only=True).items()}
+    model.reinitialize_blocks(1, seed=7)
+    after = {n: p.asnumpy() for n, p in named_parameters(model, trainable_only=True).items()}
+    for name in after:
+        transferred = name.startswith(("wte.", "wpe.", "h.0."))
+        np.testing.assert_array_equal(after[name], before[name] if transferred else fresh[name], err_msg=name)
+    assert not np.array_equal(after["h.1.attn.c_attn.weight"], before["h.1.attn.c_attn.weight"])
+    with pytest.raises(ValueError, match="0..3"):
+        model.reinitialize_blocks(4)

@@ -38,10 +38,17 @@ class ModelSection:
     """With no `pretrained`: a fresh model from this preset (`openai-gpt`, `gpt2`, `tiny`)."""
     config: dict = field(default_factory=dict)
     """GPTConfig fields: any of them for a fresh model; only dropouts for a pretrained one."""
+    transfer_layers: int = -1
+    """Pre-trained blocks to keep (the embeddings always are); later blocks start from fresh weights; -1 keeps all."""
 
     def __post_init__(self):
         if bool(self.pretrained) == bool(self.preset):
             raise ConfigError("model: give exactly one of `pretrained` (a hub name or folder) or `preset`")
+        if not isinstance(self.transfer_layers, int) or self.transfer_layers < -1:
+            raise ConfigError(f"model.transfer_layers must be -1 (all) or a number of blocks >= 0, "
+                              f"got {self.transfer_layers!r}")
+        if self.preset and self.transfer_layers != -1:
+            raise ConfigError("model.transfer_layers needs model.pretrained: a preset has nothing to transfer")
         known = {f.name for f in fields(GPTConfig)}
         unknown = sorted(set(self.config) - known)
         if unknown:
@@ -57,12 +64,19 @@ class ModelSection:
         return {"pretrained": value}
 
     def load(self, tokenizer, seed: int = 0):
-        """The backbone this section names: released weights, or a fresh model from the preset sized to
-        `tokenizer`'s vocabulary (seeded with `seed`)."""
+        """The backbone this section names: released weights (with blocks past `transfer_layers` freshly
+        initialised, seeded with `seed`), or a fresh model from the preset sized to `tokenizer`'s
+        vocabulary (seeded with `seed`)."""
         from ..model.gpt import GPT
 
         if self.pretrained:
-            return GPT.from_pretrained(self.pretrained, **self.config)
+            model = GPT.from_pretrained(self.pretrained, **self.config)
+            if self.transfer_layers > model.config.n_layer:
+                raise ConfigError(f"model.transfer_layers is {self.transfer_layers} but {self.pretrained} has "
+                                  f"{model.config.n_layer} blocks")
+            if self.transfer_layers >= 0:
+                model.reinitialize_blocks(self.transfer_layers, seed)
+            return model
         config = GPTConfig.preset(self.preset, **{"vocab_size": tokenizer.vocab_size, **self.config})
         return GPT(config, seed=seed)
 

@@ -267,6 +267,20 @@ class GPT(nn.Cell):
             param.set_data(Tensor(arrays[name]))
         return model
 
+    def reinitialize_blocks(self, first: int, seed: int = 0) -> None:
+        """Give blocks `first`.. (and GPT-2's final norm, which reads the last block) the weights a fresh
+        `GPT(config, seed)` has: layer transfer, where only the embeddings and the first `first` blocks keep
+        their pre-trained weights (the paper's Figure 2, left, varies `first`)."""
+        if not 0 <= first <= self.config.n_layer:
+            raise ValueError(f"first must be in 0..{self.config.n_layer}, got {first}")
+        if first == self.config.n_layer:
+            return
+        fresh = named_parameters(GPT(self.config, seed=seed), trainable_only=True)
+        starts = tuple(f"h.{i}." for i in range(first, self.config.n_layer)) + ("ln_f.",)
+        for name, param in named_parameters(self, trainable_only=True).items():
+            if name.startswith(starts):
+                param.set_data(fresh[name].data.copy())
+
     def save_pretrained(self, folder) -> None:
         """Write `config.json` and `model.safetensors` in the Hugging Face layout of this model's family."""
         arrays = {name: p.asnumpy() for name, p in named_parameters(self, trainable_only=True).items()}
