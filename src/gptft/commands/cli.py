@@ -1,4 +1,4 @@
-"""The `gptft` command line: train, eval, predict, generate, pretrain, demo, doctor, schema.
+"""The `gptft` command line: train, eval, predict, generate, zeroshot, pretrain, demo, doctor, schema.
 
 A problem with the user's input (config, data, model files, environment) prints one line naming it and
 exits with code 2; `--debug` shows the full traceback instead. A training run stopped by SIGTERM or SIGINT
@@ -128,6 +128,16 @@ def _generate(args, extra) -> int:
     return 0
 
 
+def _zeroshot(args, extra) -> int:
+    from .schema import ZeroShotConfig
+    from .zeroshot import zeroshot
+
+    config = _load_run_config(ZeroShotConfig, args, extra)
+    zeroshot(config)
+    print(f"outputs in {config.output_dir}")
+    return 0
+
+
 def _demo(args, extra) -> int:
     from .demo import run_demo
 
@@ -216,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--device", default="cpu", help="cpu, gpu or ascend (default cpu)")
     generate.add_argument("--jsonl", action="store_true", help="print {prompt, completion} JSON lines")
 
+    shot = command("zeroshot", "score a task with the pre-trained language model alone, no training",
+                   _zeroshot, "sst2-zeroshot.yaml")
+    shot.add_argument("config", help="a YAML config: a `gptft train` config plus a zeroshot: section "
+                                     "(`gptft schema zeroshot` shows every key)")
+    shot.add_argument("--output-dir", help="where the results go (default: the config's output_dir)")
+
     demo = command("demo", "offline demo: pre-train a small GPT, fine-tune it on movie reviews", _demo)
     demo.add_argument("--output-dir", default="runs/demo")
     demo.add_argument("--from-scratch", action="store_true", help="skip pre-training (to see what it adds)")
@@ -227,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delete every cached compiled graph first (GPTFT_COMPILE_CACHE=off turns caching off)")
 
     schema = command("schema", "print every config key with an example value and what it means", _schema)
-    schema.add_argument("command_name", choices=["train", "pretrain"], metavar="{train,pretrain}",
+    schema.add_argument("command_name", choices=["train", "zeroshot", "pretrain"], metavar="{train,zeroshot,pretrain}",
                         help="the command whose config to describe")
     return parser
 

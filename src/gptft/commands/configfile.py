@@ -132,7 +132,9 @@ def parse_override(text: str) -> tuple[list[str], object]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as error:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({error})") from None
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]  # PyYAML's text spans lines
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}); quote a value that "
+                          "starts with {, [ or a quote") from None
     return key.split("."), value
 
 

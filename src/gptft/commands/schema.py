@@ -117,6 +117,50 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class ZeroShotSection:
+    """How the language model answers the task untrained (the GPT-1 paper's Section 5 heuristics)."""
+
+    template: str = ""
+    """The prompt, the task's fields in braces (`{text}`; `{premise}`, `{hypothesis}`; `{context}`); empty joins the fields with spaces."""
+    verbalizers: dict = field(default_factory=dict)
+    """Label -> the word or phrase whose log-probability after the prompt scores the label (leading space for GPT-2's tokenizer)."""
+    answer_prefix: str = " "
+    """Multiple choice: text between the prompt and each answer, whose tokens' mean log-probability scores it."""
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig(RunConfig):
+    """A zero-shot evaluation: `gptft zeroshot CONFIG`, a `gptft train` config plus a `zeroshot:` section.
+
+    Of `train`, only `seed` is read (it carves validation from train when the data has none)."""
+
+    zeroshot: ZeroShotSection = field(default_factory=ZeroShotSection)
+    """The prompt and what is scored after it."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        task, shot = self.task, self.zeroshot
+        if task.kind == "similarity" or (task.kind != "multiple_choice" and not task.labels):
+            raise ConfigError(f"zeroshot: a {task.kind} task {'with no labels ' if not task.labels else ''}has no "
+                              "labels or answers to score")
+        if task.kind != "multiple_choice" and set(shot.verbalizers) != set(task.labels):
+            missing = sorted(set(task.labels) - set(shot.verbalizers))
+            extra = sorted(set(shot.verbalizers) - set(task.labels))
+            raise ConfigError("zeroshot.verbalizers: give one word or phrase for every label"
+                              + (f"; missing: {', '.join(missing)}" if missing else "")
+                              + (f"; not a label: {', '.join(extra)}" if extra else ""))
+        if not all(isinstance(v, str) and v for v in shot.verbalizers.values()):
+            raise ConfigError("zeroshot.verbalizers: every verbalizer must be a non-empty string")
+        import string
+
+        names = {name for _, name, _, _ in string.Formatter().parse(shot.template) if name is not None}
+        allowed = set(task.fields) - {"choices"}
+        if names - allowed:
+            raise ConfigError(f"zeroshot.template: {{{sorted(names - allowed)[0]}}} is not a field of a {task.kind} "
+                              f"task (fields: {', '.join(sorted(allowed))})")
+
+
+@dataclass(frozen=True)
 class TokenizerTraining:
     """Train a byte-level BPE tokenizer on the pre-training text."""
 
@@ -167,6 +211,12 @@ EXAMPLES = {
         "task": {"kind": "classification", "labels": ["negative", "positive"], "truncation": "head_tail"},
         "data": {"dataset": "stanfordnlp/imdb", "test": "test", "strip_html": True},
         "output_dir": "runs/imdb"}),
+    "zeroshot": (ZeroShotConfig, {
+        "model": {"pretrained": "openai-gpt"},
+        "task": {"kind": "classification", "labels": ["negative", "positive"]},
+        "data": {"dataset": "stanfordnlp/sst2", "validation": "validation", "test": ""},
+        "zeroshot": {"template": "{text} very", "verbalizers": {"negative": " negative", "positive": " positive"}},
+        "output_dir": "runs/sst2-zeroshot"}),
     "pretrain": (PretrainConfig, {
         "model": {"preset": "gpt2", "config": {"n_layer": 6, "n_embd": 384, "n_head": 6, "block_size": 256}},
         "train_tokenizer": {"vocab_size": 16000},
@@ -221,7 +271,7 @@ def _lines(config, indent: str) -> list[tuple[str, str]]:
 
 
 def reference_yaml(command: str) -> str:
-    """The example run of `command` (`train` or `pretrain`) as YAML: every key, its value and what it means."""
+    """The example run of `command` (`train`, `zeroshot` or `pretrain`) as YAML: every key, its value and what it means."""
     cls, values = EXAMPLES[command]
     from .configfile import load_config
 
