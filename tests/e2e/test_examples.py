@@ -61,3 +61,25 @@ def test_imdb_example_on_an_aclimdb_folder_and_a_local_openai_gpt(tmp_path, gpt2
     assert len(predictions) == 24 and all(p["id"].startswith(("pos/", "neg/")) for p in predictions)
     right = [p["label"] == ("positive" if p["id"].startswith("pos/") else "negative") for p in predictions]
     assert accuracy == pytest.approx(sum(right) / 24)  # the accuracy is that of the predictions, ids to truth
+
+
+def test_ablations_example_runs_every_variant_and_writes_its_table_and_figure(tmp_path):
+    example = load_example("ablations")
+    shrink = ["--pretrain-override=model.config={block_size: 64, n_embd: 32, n_layer: 1, n_head: 2}",
+              "--pretrain-override=train_tokenizer.vocab_size=600", "--pretrain-override=train.max_steps=12",
+              "--finetune-override=train.max_steps=4", "--finetune-override=train.epochs=1",
+              "--finetune-override=data.buckets=[64]", "--finetune-override=data.limit=256"]
+    results = example.main(["--output-dir", str(tmp_path), "--seeds", "0", "--checkpoint-every", "6", *shrink])
+    assert [p["step"] for p in results["zero_shot"]] == [0, 6, 12]  # the initial weights, then every checkpoint
+    assert all(0 <= p["accuracy"] <= 1 for p in results["zero_shot"])
+    assert sorted(results["fine_tune"]) == sorted(["full (λ = 0.5)", "no auxiliary LM loss (λ = 0)", "from scratch",
+                                                   "transfer 0 of 1 blocks"])
+    for name, folder in (("no auxiliary LM loss (λ = 0)", "no-auxiliary-LM-loss-seed0"),
+                         ("transfer 0 of 1 blocks", "transfer-0-of-1-blocks-seed0")):
+        logged = [json.loads(line) for line in (tmp_path / "runs" / folder / "metrics.jsonl").read_text().splitlines()]
+        assert logged[-1]["accuracy"] == results["fine_tune"][name][0]  # the table reads what each run tested
+    config = (tmp_path / "runs" / "transfer-0-of-1-blocks-seed0" / "config.yaml").read_text()
+    assert "transfer_layers: 0" in config
+    assert "lm_coef: 0.0" in (tmp_path / "runs" / "no-auxiliary-LM-loss-seed0" / "config.yaml").read_text()
+    assert "| from scratch |" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG"
