@@ -66,11 +66,11 @@ def test_imdb_example_on_an_aclimdb_folder_and_a_local_openai_gpt(tmp_path, gpt2
 def test_ablations_example_runs_every_variant_and_writes_its_table_and_figure(tmp_path):
     example = load_example("ablations")
     shrink = ["--pretrain-override=model.config={block_size: 64, n_embd: 32, n_layer: 1, n_head: 2}",
-              "--pretrain-override=train_tokenizer.vocab_size=600", "--pretrain-override=train.max_steps=12",
+              "--pretrain-override=train_tokenizer.vocab_size=600", "--pretrain-override=train.max_steps=6",
               "--finetune-override=train.max_steps=4", "--finetune-override=train.epochs=1",
-              "--finetune-override=data.buckets=[64]", "--finetune-override=data.limit=256"]
-    results = example.main(["--output-dir", str(tmp_path), "--seeds", "0", "--checkpoint-every", "6", *shrink])
-    assert [p["step"] for p in results["zero_shot"]] == [0, 6, 12]  # the initial weights, then every checkpoint
+              "--finetune-override=data.buckets=[64]", "--finetune-override=data.limit=64"]
+    results = example.main(["--output-dir", str(tmp_path), "--seeds", "0", "--checkpoint-every", "3", *shrink])
+    assert [p["step"] for p in results["zero_shot"]] == [0, 3, 6]  # the initial weights, then every checkpoint
     assert all(0 <= p["accuracy"] <= 1 for p in results["zero_shot"])
     assert sorted(results["fine_tune"]) == sorted(["full (λ = 0.5)", "no auxiliary LM loss (λ = 0)", "from scratch",
                                                    "transfer 0 of 1 blocks"])
