@@ -2,7 +2,7 @@
 
     python examples/ablations.py --output-dir runs/ablations --seeds 0 1 2
 
-1. Pre-trains the demo's model once (`demo_data/pretrain.yaml`, seed 0), keeping a checkpoint every
+1. Pre-trains the demo's model once (`demo_data/pretrain.yaml` and its seed, 42), keeping a checkpoint every
    `--checkpoint-every` steps.
 2. Zero-shot: scores the test sentences with the language model alone at every kept checkpoint (the
    paper's sentiment heuristic: the prompt "<sentence> very", then " good" against " bad").
