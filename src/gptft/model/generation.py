@@ -35,16 +35,8 @@ class CachedForward(nn.Cell):
         self.model = model
 
     def construct(self, ids, positions, caches, write, bias, pick):
-        gpt = self.model
-        x = gpt.wte(ids) + gpt.wpe(positions)
-        updated = ()
-        for i, block in enumerate(gpt.h):
-            x, k, v = block(x, None, (caches[2 * i], caches[2 * i + 1], write, bias))
-            updated = updated + (k, v)
-        if gpt.ln_f is not None:
-            x = gpt.ln_f(x)
-        picked = ops.matmul(pick, x)  # (B, 1, C)
-        return gpt.logits_matmul(picked[:, 0], gpt.wte.weight), updated
+        hidden, updated = self.model(ids, None, (positions, caches, write, bias))
+        return self.model.lm_logits(ops.matmul(pick, hidden)[:, 0]), updated  # (B, vocab)
 
 
 def _forward_cell(model) -> CachedForward:

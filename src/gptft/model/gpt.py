@@ -63,6 +63,9 @@ class CausalSelfAttention(nn.Cell):
         # length is dynamic (one graph for every batch length, see TrainStep.compile_for_any_length).
         self.split_qkv = ops.Split(axis=-1, output_num=3)
 
+    def _heads(self, x, B, T):
+        return ops.transpose(x.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))  # (B, nh, T, hs)
+
     def construct(self, x, keep_probs=None, keep_out=None, cache=None):
         # cache: None, or (keys, values, write, bias) for generation: earlier keys and values
         # (B, nh, S, hs), a one-hot (B, 1, S, T) that puts each new token's key and value into its slot, and
@@ -70,9 +73,7 @@ class CausalSelfAttention(nn.Cell):
         B, T, C = x.shape
         # Split, then move heads forward: far faster on CPU than indexing a (3, B, nh, T, hs) tensor.
         q, k, v = self.split_qkv(self.c_attn(x))
-        q = ops.transpose(q.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))  # (B, nh, T, hs)
-        k = ops.transpose(k.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))
-        v = ops.transpose(v.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))
+        q, k, v = self._heads(q, B, T), self._heads(k, B, T), self._heads(v, B, T)
         if cache is None:
             bias = self.causal_mask[:, :, :T, :T]
         else:
@@ -123,8 +124,6 @@ class Block(nn.Cell):
         # keep: None (masks drawn in the graph) or the (attention, attention output, MLP) keep masks.
         # cache: None, or the attention's key/value cache for generation (CausalSelfAttention.construct);
         # then the block returns its output and the updated keys and values.
-        # Every branch on the layout stays in construct: MindSpore keeps the compiled form of other methods
-        # by the object's identity, and a new block at a freed block's address got the old one's layout.
         probs, attn_out, mlp_out = (None, None, None) if keep is None else keep
         out = self.attn(self.ln_1(x) if self.pre_ln else x, probs, attn_out, cache)
         attended = out if cache is None else out[0]
@@ -174,20 +173,33 @@ class GPT(nn.Cell):
         # Setting the mode explicitly keeps the phase and the flag in step.
         self.set_train(False)
 
-    def construct(self, ids, keep=None):
+    def construct(self, ids, keep=None, cache=None):
+        # cache: None, or (positions, caches, write, bias) for generation (model/generation.py): the
+        # tokens' positions (B, T), every block's keys then values, and the slots written and seen (see
+        # CausalSelfAttention.construct). Then the updated caches are returned beside the hidden states.
         T = ids.shape[-1]
-        x = self.wte(ids) + self.wpe(self.position_ids[:T])  # (B, T, C)
-        if keep is None:
-            x = self.drop(x)
-            for block in self.h:
-                x = block(x)
-        else:  # keep[0] for the embeddings, then three masks per block (see draw_keep_masks)
-            x = self.drop(x, keep[0])
+        updated = ()
+        if cache is not None:
+            positions, caches, write, bias = cache
+            x = self.wte(ids) + self.wpe(positions)
             for i, block in enumerate(self.h):
-                x = block(x, keep[1 + 3 * i:4 + 3 * i])
+                x, k, v = block(x, None, (caches[2 * i], caches[2 * i + 1], write, bias))
+                updated = updated + (k, v)
+        else:
+            x = self.wte(ids) + self.wpe(self.position_ids[:T])  # (B, T, C)
+            if keep is None:
+                x = self.drop(x)
+                for block in self.h:
+                    x = block(x)
+            else:  # keep[0] for the embeddings, then three masks per block (see draw_keep_masks)
+                x = self.drop(x, keep[0])
+                for i, block in enumerate(self.h):
+                    x = block(x, keep[1 + 3 * i:4 + 3 * i])
         if self.ln_f is not None:
             x = self.ln_f(x)
-        return x
+        if cache is None:
+            return x
+        return x, updated
 
     def generate(self, prompts, max_new_tokens: int = 20, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int = 0, stop=()) -> list[list[int]]:
