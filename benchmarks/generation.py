@@ -57,7 +57,7 @@ def run_gptft(folder: str, args) -> dict:
     def call():
         return model.generate(ids, max_new_tokens=args.new_tokens, temperature=0)
 
-    return timed(call)
+    return timed(call, args.repeats)
 
 
 def run_transformers(folder: str, args) -> dict:
@@ -73,15 +73,15 @@ def run_transformers(folder: str, args) -> dict:
                                  min_new_tokens=args.new_tokens, do_sample=False, use_cache=True, pad_token_id=0)
         return out[:, ids.shape[1]:].tolist()
 
-    return timed(call)
+    return timed(call, args.repeats)
 
 
-def timed(call) -> dict:
+def timed(call, repeats: int) -> dict:
     start = time.perf_counter()
     tokens = call()
     first = time.perf_counter() - start
     times = []
-    for _ in range(ARGS.repeats):
+    for _ in range(repeats):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
@@ -91,7 +91,6 @@ def timed(call) -> dict:
 
 
 def main() -> None:
-    global ARGS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--family", choices=["openai-gpt", "gpt2"], default="gpt2")
     parser.add_argument("--prompt-tokens", type=int, default=32)
@@ -100,7 +99,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
-    ARGS = args = parser.parse_args()
+    args = parser.parse_args()
     if args.worker:
         framework, folder = args.worker
         result = (run_gptft if framework == "gptft" else run_transformers)(folder, args)

@@ -18,7 +18,10 @@ def graph_mode():
 def test_scores_are_the_log_probabilities_of_the_continuation():
     model = GPT(GPTConfig.preset("tiny", vocab_size=99, block_size=32), seed=2)
     pairs = [([5, 6, 7], [8, 9]), ([1], [2, 3, 4]), (list(range(40, 70)), [11, 12])]  # the last is cut to fit
-    scores = score_continuations(model, pairs, batch_size=2)
+    model.set_train(True)
+    scores = score_continuations(model, pairs, batch_size=2)  # scored without dropout...
+    assert model.training  # ...and the model is left in the mode it was in
+    model.set_train(False)
     ms.set_context(mode=ms.PYNATIVE_MODE)
     for (prefix, continuation), (total, count) in zip(pairs, scores):
         sequence = (prefix + continuation)[-33:]

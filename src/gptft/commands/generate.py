@@ -13,11 +13,11 @@ def generate_text(model_dir, prompts: list[str], max_new_tokens: int = 40, tempe
                   top_p: float = 1.0, seed: int = 0, stop: list[str] = (), device_name: str = "cpu") -> list[str]:
     """The text each prompt continues with. Generation ends at the vocabulary's end-of-text token (when it
     has one) and the completion is cut before the first of the `stop` strings."""
+    if not prompts or not all(p.strip() for p in prompts):
+        raise DataError("give at least one prompt, and no empty one")
     device.setup(device_name, "graph")
     tokenizer = Tokenizer.from_pretrained(model_dir)
     model = GPT.from_pretrained(model_dir)
-    if not prompts or not all(p.strip() for p in prompts):
-        raise DataError("give at least one prompt, and no empty one")
     stop_ids = {tokenizer.backend.token_to_id(END_OF_TEXT)} - {None}
     for text in stop:  # a stop string that is one token ends generation early; any other only cuts the text
         ids = tokenizer.encode(text)

@@ -9,6 +9,7 @@ Each section is the config dataclass of the component it configures (`GPTConfig`
 import ast
 import dataclasses
 import inspect
+import string
 import textwrap
 from dataclasses import dataclass, field, fields
 
@@ -151,8 +152,6 @@ class ZeroShotConfig(RunConfig):
                               + (f"; not a label: {', '.join(extra)}" if extra else ""))
         if not all(isinstance(v, str) and v for v in shot.verbalizers.values()):
             raise ConfigError("zeroshot.verbalizers: every verbalizer must be a non-empty string")
-        import string
-
         names = {name for _, name, _, _ in string.Formatter().parse(shot.template) if name is not None}
         allowed = set(task.fields) - {"choices"}
         if names - allowed:

@@ -20,6 +20,7 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from ..errors import DataError
+from .layers import attached_cell
 
 # Added to the attention scores of cache slots a token may not see (as in the causal mask of `gpt.py`).
 _MASKED = -1e9
@@ -37,16 +38,6 @@ class CachedForward(nn.Cell):
     def construct(self, ids, positions, caches, write, bias, pick):
         hidden, updated = self.model(ids, None, (positions, caches, write, bias))
         return self.model.lm_logits(ops.matmul(pick, hidden)[:, 0]), updated  # (B, vocab)
-
-
-def _forward_cell(model) -> CachedForward:
-    """The model's generation cell, made once so that its compiled graphs serve every later call."""
-    cell = model.__dict__.get("_generation_cell")
-    if cell is None:
-        cell = CachedForward(model)
-        # Kept outside MindSpore's cell registry: registered, it would make the model its own descendant.
-        object.__setattr__(model, "_generation_cell", cell)
-    return cell
 
 
 def next_tokens(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0, top_k: int = 0,
@@ -117,7 +108,7 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int = 20, 
     bias = np.broadcast_to(bias, (B, 1, P, S))
     pick = (np.arange(P)[None, :] == lengths[:, None] - 1).astype(np.float32)[:, None, :]  # (B, 1, P)
 
-    cell = _forward_cell(model)
+    cell = attached_cell(model, CachedForward)
     was_training = model.training
     cell.set_train(False)
     rng = np.random.default_rng(seed)

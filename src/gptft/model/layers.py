@@ -161,6 +161,16 @@ def named_parameters(cell: nn.Cell, trainable_only: bool = False) -> dict:
     return named
 
 
+def attached_cell(model: nn.Cell, make) -> nn.Cell:
+    """The cell `make(model)` built once per model and kept on it, so its compiled graphs serve every later
+    call (generation, zero-shot scoring). Kept outside MindSpore's cell registry: registered, it would make
+    the model its own descendant."""
+    cells = model.__dict__.setdefault("_attached_cells", {})
+    if make not in cells:
+        cells[make] = make(model)
+    return cells[make]
+
+
 def _as_int32(value) -> np.ndarray:
     """A uint32 hash as a one-element int32 array (same bits), the dtype parameters are saved in."""
     return np.asarray(value, np.uint32).reshape(1).view(np.int32)

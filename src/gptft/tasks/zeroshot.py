@@ -12,6 +12,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from ..errors import ConfigError
+from ..model.layers import attached_cell
 from .task import Task
 
 # Sequences are padded to a multiple of this, so a split compiles a few graphs, not one per length.
@@ -47,22 +48,25 @@ def score_continuations(model, pairs: Sequence[tuple[list[int], list[int]]], bat
             raise ConfigError(f"a continuation of {len(continuation)} tokens does not fit the model's {block} positions")
         prefix = prefix[-(block + 1 - len(continuation)):]
         rows.append((prefix + continuation, len(prefix)))
-    scorer = ContinuationScorer(model)
+    scorer = attached_cell(model, ContinuationScorer)
+    was_training = model.training
     scorer.set_train(False)
     scores = np.zeros((len(rows), 2))
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        longest = max(len(sequence) - 1 for sequence, _ in chunk)
-        T = min(-(-longest // LENGTH_STEP) * LENGTH_STEP, block)
-        ids, targets, mask = (np.zeros((len(chunk), T), np.int32), np.zeros((len(chunk), T), np.int32),
-                              np.zeros((len(chunk), T), np.float32))
-        for row, (sequence, prefix_length) in enumerate(chunk):
-            n = len(sequence) - 1
-            ids[row, :n], targets[row, :n] = sequence[:-1], sequence[1:]
-            mask[row, prefix_length - 1:n] = 1.0  # the positions that predict the continuation's tokens
-        sums = scorer(Tensor(ids), Tensor(targets), Tensor(mask)).asnumpy()
-        scores[start:start + len(chunk), 0] = sums
-        scores[start:start + len(chunk), 1] = mask.sum(-1)
+    try:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            longest = max(len(sequence) - 1 for sequence, _ in chunk)
+            T = min(-(-longest // LENGTH_STEP) * LENGTH_STEP, block)
+            ids, targets, mask = (np.zeros((len(chunk), T), np.int32), np.zeros((len(chunk), T), np.int32),
+                                  np.zeros((len(chunk), T), np.float32))
+            for row, (sequence, prefix_length) in enumerate(chunk):
+                n = len(sequence) - 1
+                ids[row, :n], targets[row, :n] = sequence[:-1], sequence[1:]
+                mask[row, prefix_length - 1:n] = 1.0  # the positions that predict the continuation's tokens
+            scores[start:start + len(chunk), 0] = scorer(Tensor(ids), Tensor(targets), Tensor(mask)).asnumpy()
+            scores[start:start + len(chunk), 1] = mask.sum(-1)
+    finally:
+        model.set_train(was_training)  # scoring never leaves a model in another mode than it found it
     return scores
 
 
