@@ -99,7 +99,7 @@ def gptft_worker(spec: dict, weights: str, op: str):
     from gptft.model.layers import named_parameters
 
     model, step, optimizer = gptft_step(spec)
-    named = {k: np.ascontiguousarray(p.asnumpy()) for k, p in named_parameters(model, trainable_only=True).items()}
+    named = {k: np.ascontiguousarray(p.asnumpy()) for k, p in named_parameters(model, weights_only=True).items()}
     if not Path(weights).exists():
         save_file(named, weights)
     arrays = make_batch(spec)

@@ -91,10 +91,10 @@ def test_transfer_layers_keeps_that_many_pretrained_blocks(tmp_path):
     from gptft.model.layers import named_parameters
 
     GPT(GPTConfig.preset("tiny", vocab_size=99), seed=3).save_pretrained(tmp_path)
-    pretrained = {n: p.asnumpy() for n, p in named_parameters(GPT.from_pretrained(tmp_path), trainable_only=True).items()}
+    pretrained = {n: p.asnumpy() for n, p in named_parameters(GPT.from_pretrained(tmp_path), weights_only=True).items()}
     for keep in (0, 1, 2, -1):
         model = ModelSection(pretrained=str(tmp_path), transfer_layers=keep).load(Tokenizer, seed=5)
-        same = {n for n, p in named_parameters(model, trainable_only=True).items()
+        same = {n for n, p in named_parameters(model, weights_only=True).items()
                 if len(p.shape) == 2 and (p.asnumpy() == pretrained[n]).all()}  # matrices: norms start equal
         kept_blocks = 2 if keep == -1 else keep
         assert {n.split(".")[1] for n in same if n.startswith("h.")} == {str(i) for i in range(kept_blocks)}
@@ -105,3 +105,10 @@ def test_transfer_layers_keeps_that_many_pretrained_blocks(tmp_path):
         ModelSection(preset="tiny", transfer_layers=1)
     with pytest.raises(ConfigError, match="-1 \\(all\\) or a number of blocks"):
         ModelSection(pretrained="x", transfer_layers=-2)
+
+
+def test_pre_training_refuses_lora():
+    from gptft import ConfigError
+
+    with pytest.raises(ConfigError, match="train.lora: pre-training trains every weight"):
+        load_config(PretrainConfig, values={**PRETRAIN_BASE, "train": {"lora": {"rank": 4}}})

@@ -23,19 +23,30 @@ def gptft(*args, wrapper=None, **kwargs):
                             env=dict(os.environ, GLOG_v="3"), **kwargs)
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def reference_run(tmp_path_factory, *settings):
+    """(config, run folder, final state, the command-line settings) of an uninterrupted run."""
     folder = tmp_path_factory.mktemp("crash")
     config = write_keyword_run(folder)
     run = folder / "whole"
-    process = gptft("train", str(config), "--output-dir", str(run), "--train.save_every=1")
+    process = gptft("train", str(config), "--output-dir", str(run), "--train.save_every=1", *settings)
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output
-    return config, run, final_state(run)
+    return config, run, final_state(run), settings
 
 
-def resume_and_compare(config, run, reference):
-    process = gptft("train", str(config), "--output-dir", str(run), "--resume", "--train.save_every=1")
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return reference_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_lora(tmp_path_factory):
+    """A LoRA run: its checkpoints hold only the adapters, new embedding rows, head and their moments."""
+    return reference_run(tmp_path_factory, "--train.lora.rank=4", "--train.lora.dropout=0.1")
+
+
+def resume_and_compare(config, run, reference, *settings):
+    process = gptft("train", str(config), "--output-dir", str(run), "--resume", "--train.save_every=1", *settings)
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output
     assert "resumed from" in output
@@ -48,13 +59,16 @@ def resume_and_compare(config, run, reference):
     return output
 
 
-@pytest.mark.parametrize("trial", [0, 1])
-def test_sigkill_at_a_random_step_then_resume(tmp_path, uninterrupted, trial):
-    config, whole, reference = uninterrupted
+@pytest.mark.parametrize("trial, reference", [(0, "uninterrupted"), (1, "uninterrupted_lora")])
+def test_sigkill_at_a_random_step_then_resume(tmp_path, request, trial, reference):
+    config, whole, reference, settings = request.getfixturevalue(reference)
+    if settings:
+        assert not any(".attn.c_attn.weight" in name for name in reference[0])  # frozen: not checkpointed
+        assert any(name.endswith("lora_a") for name in reference[0])
     total = reference[1]["step"]
     kill_at = int(np.random.default_rng(trial).integers(2, total - 1))
     run = tmp_path / "cut"
-    process = gptft("train", str(config), "--output-dir", str(run), "--train.save_every=1")
+    process = gptft("train", str(config), "--output-dir", str(run), "--train.save_every=1", *settings)
     deadline = time.time() + 600
     while logged_steps(run) < kill_at and process.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -63,11 +77,11 @@ def test_sigkill_at_a_random_step_then_resume(tmp_path, uninterrupted, trial):
     process.wait()
     assert logged_steps(run) < total
     assert (run / ".gptft.lock").read_text().strip() == str(process.pid)  # left behind: it must block nothing
-    resume_and_compare(config, run, reference)
+    resume_and_compare(config, run, reference, *settings)
 
 
 def test_sigkill_during_a_checkpoint_write_then_resume(tmp_path, uninterrupted):
-    config, whole, reference = uninterrupted
+    config, whole, reference, _ = uninterrupted
     run = tmp_path / "cut"
     process = gptft("train", str(config), "--output-dir", str(run), "--train.save_every=1",
                     wrapper=("kill_during_checkpoint.py", 5))

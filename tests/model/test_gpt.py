@@ -147,10 +147,10 @@ def test_reinitialize_blocks_keeps_the_embeddings_and_first_blocks(layout):
 
     config = GPTConfig.preset("tiny", vocab_size=99, n_layer=3, layout=layout)
     model = GPT(config, seed=1)
-    before = {n: p.asnumpy().copy() for n, p in named_parameters(model, trainable_only=True).items()}
-    fresh = {n: p.asnumpy() for n, p in named_parameters(GPT(config, seed=7), trainable_only=True).items()}
+    before = {n: p.asnumpy().copy() for n, p in named_parameters(model, weights_only=True).items()}
+    fresh = {n: p.asnumpy() for n, p in named_parameters(GPT(config, seed=7), weights_only=True).items()}
     model.reinitialize_blocks(1, seed=7)
-    after = {n: p.asnumpy() for n, p in named_parameters(model, trainable_only=True).items()}
+    after = {n: p.asnumpy() for n, p in named_parameters(model, weights_only=True).items()}
     for name in after:
         transferred = name.startswith(("wte.", "wpe.", "h.0."))
         np.testing.assert_array_equal(after[name], before[name] if transferred else fresh[name], err_msg=name)

@@ -242,3 +242,25 @@ def test_gpt2_mlp_width_key_is_checked_against_the_tensors(tmp_path):
     edited(tmp_path, n_inner=64)
     with pytest.raises(ModelFileError, match="n_inner is 64 but h.0.mlp.c_fc.weight has 128 outputs"):
         GPT.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("preset, width, heads, depth", [("gpt2-medium", 1024, 16, 24), ("gpt2-large", 1280, 20, 36)])
+def test_bigger_gpt2s_load_at_their_shapes_with_the_same_outputs(tmp_path, rng, preset, width, heads, depth):
+    """The released folders differ from gpt2's only in config.json. Full width, heads, vocabulary and
+    positions with random weights; two blocks instead of all (each block has the same shapes)."""
+    from transformers import GPT2Config
+
+    hub = GPT2Config(n_embd=width, n_head=heads, n_layer=depth)  # the hub's config.json of that model
+    expected = GPTConfig.preset(preset)
+    assert (hub.vocab_size, hub.n_positions, hub.n_embd, hub.n_head, hub.n_layer) == (
+        expected.vocab_size, expected.block_size, expected.n_embd, expected.n_head, expected.n_layer)
+    reference = hf_reference_model("gpt2", seed=4, vocab_size=hub.vocab_size, n_positions=hub.n_positions,
+                                   n_embd=width, n_head=heads, n_layer=2)
+    reference.save_pretrained(tmp_path)
+    model = GPT.from_pretrained(tmp_path)
+    assert model.config == GPTConfig.preset(preset, n_layer=2)
+    ids = rng.integers(0, hub.vocab_size, size=(2, 11))
+    hidden, logits = our_outputs(model, ids)
+    ref_hidden, ref_logits = hf_outputs(reference, ids)
+    assert max_relative_difference(hidden, ref_hidden) < 1e-4
+    assert max_relative_difference(logits, ref_logits) < 1e-4

@@ -40,7 +40,7 @@ def always_loved(tmp_path_factory):
     tokenizer = Tokenizer.from_pretrained(folder / "model")
     model = GPT.from_pretrained(folder / "model")
     (loved,) = tokenizer.encode(" loved")
-    params = named_parameters(model, trainable_only=True)
+    params = named_parameters(model, weights_only=True)
     last = f"h.{model.config.n_layer - 1}.ln_2"
     direction = np.zeros(model.config.n_embd, np.float32)
     direction[0] = 1.0

@@ -81,8 +81,8 @@ def test_gradient_accumulation_equals_one_large_batch(rng):
         for name in losses:  # each part is the mean of the halves', which is the whole batch's
             assert losses[name] == pytest.approx(total[name], rel=1e-5)
         assert grad_norm == pytest.approx(whole_norm, rel=1e-4)
-    ours = named_parameters(split_model, trainable_only=True)
-    for name, param in named_parameters(whole_model, trainable_only=True).items():
+    ours = named_parameters(split_model, weights_only=True)
+    for name, param in named_parameters(whole_model, weights_only=True).items():
         np.testing.assert_allclose(ours[name].asnumpy(), param.asnumpy(), atol=2e-6, err_msg=name)
     with pytest.raises(ValueError, match="got 1 micro-batches, the step accumulates 2"):
         split.train_on(halves[:1], step=4, lr=1e-3)
@@ -112,3 +112,36 @@ def test_checkpoint_state_holds_weights_dropout_counters_and_both_moments_of_eve
     assert set(state) == set(weights) | {f"optimizer.{m}.{name}" for name in trained for m in "mv"}
     assert "model.backbone.h.0.attn.attn_dropout.calls" in weights  # the dropout state resumes too
     assert state["model.head.linear.weight"] is model.head.linear.weight
+
+
+def test_a_lora_step_trains_adapters_new_rows_and_head_only_and_checkpoints_just_those(rng):
+    from gptft.commands.finetune import task_train_step
+    from gptft.model.config import LoRAConfig
+    from gptft.model.lora import add_adapters
+    from gptft.training.config import TrainConfig
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    task = Task("classification", labels=("a", "b"))
+    model = TaskModel(GPT(GPTConfig.preset("tiny"), seed=0), ClassificationHead(32, 2, dropout=0.1), task)
+    model.backbone.resize_token_embeddings(102)
+    add_adapters(model.backbone, LoRAConfig(rank=2, dropout=0.1), first_new_row=99)
+    step = task_train_step(model, TrainConfig(lr=1e-2))
+    before = {n: p.asnumpy().copy() for n, p in named_parameters(model, weights_only=True).items()}
+    step.set_train(True)
+    for t in range(1, 4):
+        batch = equal_length_batch(rng, 4)
+        batch[0][:, :, 2] = 100  # a task token in every sequence: the new rows get gradients
+        step.train_on([tuple(batch)], step=t, lr=1e-2)
+    after = {n: p.asnumpy() for n, p in named_parameters(model, weights_only=True).items()}
+    trained = {n for n, p in named_parameters(model).items() if p.requires_grad}
+    assert trained == {"backbone.wte.added", "head.linear.weight", "head.linear.bias"} | {
+        f"backbone.h.{i}.attn.{layer}.lora_{ab}" for i in range(2) for layer in ("c_attn", "c_proj") for ab in "ab"}
+    for name in before:
+        if name in trained:
+            assert not np.array_equal(after[name], before[name]), f"{name} did not train"
+        else:
+            np.testing.assert_array_equal(after[name], before[name], err_msg=f"frozen {name} changed")
+    state = step.checkpoint_state()
+    weights = {n.removeprefix("model.") for n in step.weights() if not n.endswith((".calls", ".key"))}
+    assert weights == trained
+    assert set(state) == set(step.weights()) | {f"optimizer.{m}.model.{n}" for n in trained for m in "mv"}

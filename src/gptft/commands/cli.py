@@ -138,6 +138,15 @@ def _zeroshot(args, extra) -> int:
     return 0
 
 
+def _export(args, extra) -> int:
+    from .export import export
+
+    _split_overrides(extra)
+    output = export(args.run_dir, args.format, args.adapter_only, args.output)
+    print(f"exported to {output}")
+    return 0
+
+
 def _demo(args, extra) -> int:
     from .demo import run_demo
 
@@ -231,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("config", help="a YAML config: a `gptft train` config plus a zeroshot: section "
                                      "(`gptft schema zeroshot` shows every key)")
     shot.add_argument("--output-dir", help="where the results go (default: the config's output_dir)")
+
+    exporting = command("export", "write a run's model for serving (MindIR) or its LoRA adapters alone", _export)
+    exporting.add_argument("run_dir", help="a `gptft train` output folder (or its model/ folder)")
+    exporting.add_argument("--format", default="hf", choices=["hf", "mindir"],
+                           help="hf: safetensors in the Hugging Face layout (default); mindir: the inference graph "
+                                "for MindSpore serving and MindSpore Lite")
+    exporting.add_argument("--adapter-only", action="store_true",
+                           help="only the LoRA adapters, head, task and tokenizer (the base model is named, not copied)")
+    exporting.add_argument("--output", help="the folder to write (default RUN_DIR/export, /mindir or /adapter); "
+                                            "must not exist or be empty")
 
     demo = command("demo", "offline demo: pre-train a small GPT, fine-tune it on movie reviews", _demo)
     demo.add_argument("--output-dir", default="runs/demo")

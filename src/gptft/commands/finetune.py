@@ -19,6 +19,7 @@ from ..data.encoding import encode
 from ..data.loading import load_task_splits
 from ..errors import DataError, ModelFileError
 from ..model.layers import seed_dropout
+from ..model.lora import add_adapters, count_parameters, save_adapter
 from ..model.tokenizer import Tokenizer
 from ..tasks.evaluation import evaluate, write_predictions
 from ..tasks.heads import head_factory
@@ -68,7 +69,13 @@ def train(config: RunConfig, resume: bool = False) -> FinetuneResult:
             raise ModelFileError(f"tokenizer {config.tokenizer_source} has {tokenizer.base_vocab_size} tokens but "
                                  f"the model embeds {backbone.config.vocab_size}: they do not belong together")
         data = prepare_data(config, tokenizer, placement)
+        pretrained_rows = backbone.config.vocab_size
         model = TaskModel.for_task(backbone, task, tokenizer, recipe.classifier_dropout, recipe.seed)
+        if recipe.lora.rank:
+            add_adapters(backbone, recipe.lora, first_new_row=pretrained_rows, seed=recipe.seed)
+        if placement.is_main:
+            trained, total = count_parameters(model)
+            print(f"parameters: {trained:,} trained of {total:,} ({trained / total:.2%})")
         if recipe.dynamic_length:
             model.compile_for_any_length()
         if placement.is_main:
@@ -84,7 +91,14 @@ def train(config: RunConfig, resume: bool = False) -> FinetuneResult:
             test = _test(output_dir, trainer, model, task, data, progress) if data.test else None
         model.save_pretrained(output_dir / "model")
         tokenizer.save_pretrained(output_dir / "model")
+        if recipe.lora.rank and config.model.pretrained:  # a preset's random base could not be found again
+            save_adapter(backbone, output_dir / "model", base=_source(config.model.pretrained))
     return FinetuneResult(progress, test, output_dir / "model")
+
+
+def _source(name_or_path: str) -> str:
+    """A model source as an adapter-only folder records it: a local folder's absolute path, else the hub name."""
+    return str(Path(name_or_path).resolve()) if Path(name_or_path).is_dir() else name_or_path
 
 
 def _test(output_dir: Path, trainer: Trainer, model: TaskModel, task, data: "TaskData", progress: Progress) -> dict:

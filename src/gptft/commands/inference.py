@@ -6,7 +6,6 @@
 
 from pathlib import Path
 
-
 from ..data.batches import eval_batches
 from ..data.config import DataConfig
 from ..data.encoding import encode
@@ -56,14 +55,9 @@ def evaluate_folder(model_dir, config: DataConfig, split: str, output=None, batc
     return result.metrics
 
 
-def predict(model_dir, rows: list[dict], output=None, batch_size: int = 16, dynamic_length: bool = False) -> list[dict]:
-    """Predictions for unlabeled rows (dicts with the task's fields as text), in input order.
-
-    `dynamic_length` compiles one graph for all batch lengths (see `TrainConfig.dynamic_length`)."""
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    model, tokenizer = load_model_folder(model_dir)
-    task = model.task
+def encode_rows(task, tokenizer: Tokenizer, rows: list[dict], batch_size: int = 16) -> tuple[list, list[int]]:
+    """Unlabeled rows (dicts with the task's fields as text) as the model's input batches (`.ids` (B, S, T),
+    `.positions` (B, S), both int32), and each example's row number in batch order."""
     fields = {name: [] for name in task.fields}
     for number, row in enumerate(rows):
         for name in task.fields:
@@ -73,7 +67,18 @@ def predict(model_dir, rows: list[dict], output=None, batch_size: int = 16, dyna
             fields[name].append(row[name])
     placeholder = 0.0 if task.is_regression else 0
     examples = Examples(fields, [placeholder] * len(rows), list(range(len(rows))), "input")
-    batches, order = eval_batches(encode(examples, task, tokenizer, use_cache=False), task, batch_size)
+    return eval_batches(encode(examples, task, tokenizer, use_cache=False), task, batch_size)
+
+
+def predict(model_dir, rows: list[dict], output=None, batch_size: int = 16, dynamic_length: bool = False) -> list[dict]:
+    """Predictions for unlabeled rows (dicts with the task's fields as text), in input order.
+
+    `dynamic_length` compiles one graph for all batch lengths (see `TrainConfig.dynamic_length`)."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    model, tokenizer = load_model_folder(model_dir)
+    task = model.task
+    batches, order = encode_rows(task, tokenizer, rows, batch_size)
     if dynamic_length:
         model.compile_for_any_length()
     with compile_cache.cached(_cache_key(model, batches, dynamic_length)):

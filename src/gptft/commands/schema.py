@@ -34,9 +34,9 @@ class ModelSection:
     """Which backbone to start from; a plain string means `pretrained`."""
 
     pretrained: str = ""
-    """A hub name (`openai-gpt`, `gpt2`) or a folder (Hugging Face layout, or a gptft pretrain output)."""
+    """A hub name (`openai-gpt`, `gpt2`, `gpt2-medium`, `gpt2-large`) or a folder (Hugging Face layout, or a gptft pretrain output)."""
     preset: str = ""
-    """With no `pretrained`: a fresh model from this preset (`openai-gpt`, `gpt2`, `tiny`)."""
+    """With no `pretrained`: a fresh model from this preset (`openai-gpt`, `gpt2`, `gpt2-medium`, `gpt2-large`, `tiny`)."""
     config: dict = field(default_factory=dict)
     """GPTConfig fields: any of them for a fresh model; only dropouts for a pretrained one."""
     transfer_layers: int = -1
@@ -201,6 +201,8 @@ class PretrainConfig:
             raise ConfigError("a model built from a preset needs `tokenizer` or `train_tokenizer`")
         if self.block_size < 0:
             raise ConfigError(f"block_size must be >= 0, got {self.block_size}")
+        if self.train.lora.rank:
+            raise ConfigError("train.lora: pre-training trains every weight; adapters are for fine-tuning (gptft train)")
 
 
 # The runs the reference shows: the IMDb fine-tune and a small pre-training from scratch.

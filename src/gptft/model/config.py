@@ -73,7 +73,8 @@ class GPTConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "GPTConfig":
-        """A named configuration (`openai-gpt`, `gpt2`, `tiny`), optionally with some fields changed."""
+        """A named configuration (`openai-gpt`, `gpt2`, `gpt2-medium`, `gpt2-large`, `tiny`), optionally with
+        some fields changed."""
         if name not in PRESETS:
             raise ConfigError(f"unknown model preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
         return replace(PRESETS[name], **overrides)
@@ -90,11 +91,43 @@ class GPTConfig:
         return cls(**values)
 
 
+LORA_TARGETS = ("c_attn", "c_proj", "attn.c_proj", "c_fc", "mlp.c_proj")
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """Low-rank adapters (LoRA, Hu et al. 2021): the backbone frozen, a small update trained beside some of its layers."""
+
+    rank: int = 0
+    """Rank of each adapter; 0 trains every weight (full fine-tuning, the paper's recipe)."""
+    alpha: float = 16.0
+    """The adapters' update is scaled by alpha / rank."""
+    dropout: float = 0.0
+    """Dropout on each adapter's input."""
+    targets: tuple[str, ...] = ("c_attn", "attn.c_proj")
+    """Layers that get adapters: c_attn (attention's query/key/value), attn.c_proj, c_fc, mlp.c_proj; c_proj is both projections."""
+
+    def __post_init__(self):
+        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 0:
+            raise ConfigError(f"train.lora.rank must be an integer >= 0, got {self.rank!r}")
+        if not self.alpha > 0:
+            raise ConfigError(f"train.lora.alpha must be positive, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"train.lora.dropout must be in [0, 1), got {self.dropout}")
+        unknown = [t for t in self.targets if t not in LORA_TARGETS]
+        if unknown or not self.targets:
+            raise ConfigError(f"train.lora.targets must name some of {', '.join(LORA_TARGETS)}; got "
+                              f"{', '.join(self.targets) or 'none'}")
+
+
 PRESETS = {
     # GPT-1 (Radford et al. 2018) as released on the Hugging Face hub: 40,478 tokens, 512 positions.
     "openai-gpt": GPTConfig(),
     # GPT-2 small (124M): pre-LN blocks with a final norm, 50,257 tokens, 1,024 positions.
     "gpt2": GPTConfig(vocab_size=50257, block_size=1024, layout="pre_ln"),
+    # GPT-2 medium (355M) and large (774M): the same family, wider and deeper.
+    "gpt2-medium": GPTConfig(vocab_size=50257, block_size=1024, n_embd=1024, n_layer=24, n_head=16, layout="pre_ln"),
+    "gpt2-large": GPTConfig(vocab_size=50257, block_size=1024, n_embd=1280, n_layer=36, n_head=20, layout="pre_ln"),
     # For tests: small enough that a training step takes milliseconds.
     "tiny": GPTConfig(vocab_size=99, block_size=32, n_embd=32, n_layer=2, n_head=4),
 }

@@ -34,14 +34,24 @@ def _linear(rng: np.random.Generator, n_in: int, n_out: int, std: float) -> Line
 
 
 class Embedding(nn.Cell):
-    """A lookup table whose parameter is named `weight` (`nn.Embedding` says `embedding_table`)."""
+    """A lookup table whose parameter is named `weight` (`nn.Embedding` says `embedding_table`).
+
+    `added`, when set, holds further rows kept apart from `weight` so they can train while it stays
+    frozen (the task tokens under LoRA, see `lora.py`); `table()` is the whole table either way.
+    """
 
     def __init__(self, table: Tensor):
         super().__init__()
         self.weight = Parameter(table, name="weight")
+        self.added = None
+
+    def table(self):
+        if self.added is None:
+            return self.weight
+        return ops.concat((self.weight, self.added))
 
     def construct(self, ids):
-        return ops.gather(self.weight, ids, 0)
+        return ops.gather(self.table(), ids, 0)
 
 
 class CausalSelfAttention(nn.Cell):
@@ -168,6 +178,7 @@ class GPT(nn.Cell):
         self.ln_f = LayerNorm(config.n_embd, config.layer_norm_epsilon) if config.layout == "pre_ln" else None
         self.position_ids = Tensor(np.arange(config.block_size, dtype=np.int32))
         self.logits_matmul = ops.MatMul(transpose_b=True)
+        self.lora = None  # the LoRAConfig of the adapters `lora.add_adapters` attached, if any
         # A new Cell is in eval mode but its compile phase says "train", so a graph compiled before the
         # first set_train(True) is cached under "train" and reused with dropout off (MindSpore 2.7).
         # Setting the mode explicitly keeps the phase and the flag in step.
@@ -242,13 +253,15 @@ class GPT(nn.Cell):
     def lm_logits(self, hidden):
         """Next-token logits `(..., vocab_size)` from hidden states `(..., n_embd)`, via the tied embedding."""
         flat = hidden.reshape(-1, hidden.shape[-1])
-        return self.logits_matmul(flat, self.wte.weight).reshape(hidden.shape[:-1] + (-1,))
+        return self.logits_matmul(flat, self.wte.table()).reshape(hidden.shape[:-1] + (-1,))
 
     def resize_token_embeddings(self, vocab_size: int, seed: int = 0) -> None:
         """Grow the vocabulary (e.g. by the task tokens): old rows kept, new rows drawn from N(0, init_std).
 
         The LM head reads the same table, so it stays tied. Shrinking is refused: it would drop trained rows.
         """
+        if self.lora is not None:
+            raise ValueError("resize the vocabulary before adding adapters")
         old = self.wte.weight.asnumpy()
         if vocab_size < old.shape[0]:
             raise ValueError(f"cannot shrink the vocabulary from {old.shape[0]} to {vocab_size} rows")
@@ -273,7 +286,7 @@ class GPT(nn.Cell):
         """
         folder, config, weights = hf.read_folder(name_or_path)
         model = cls(replace(config, **overrides))
-        params = named_parameters(model, trainable_only=True)
+        params = named_parameters(model, weights_only=True)
         arrays = hf.from_hf_tensors(weights, {name: tuple(p.shape) for name, p in params.items()}, model.config, folder)
         for name, param in params.items():
             param.set_data(Tensor(arrays[name]))
@@ -287,16 +300,25 @@ class GPT(nn.Cell):
             raise ValueError(f"first must be in 0..{self.config.n_layer}, got {first}")
         if first == self.config.n_layer:
             return
-        fresh = named_parameters(GPT(self.config, seed=seed), trainable_only=True)
+        fresh = named_parameters(GPT(self.config, seed=seed), weights_only=True)
         starts = tuple(f"h.{i}." for i in range(first, self.config.n_layer)) + ("ln_f.",)
-        for name, param in named_parameters(self, trainable_only=True).items():
+        for name, param in named_parameters(self, weights_only=True).items():
             if name.startswith(starts):
                 param.set_data(fresh[name].data.copy())
 
     def save_pretrained(self, folder) -> None:
         """Write `config.json` and `model.safetensors` in the Hugging Face layout of this model's family."""
-        arrays = {name: p.asnumpy() for name, p in named_parameters(self, trainable_only=True).items()}
-        hf.write_folder(folder, self.config, arrays)
+        hf.write_folder(folder, self.config, self.weight_arrays())
+
+    def weight_arrays(self) -> dict:
+        """Every weight as a NumPy array by name, low-rank adapters merged in: the plain GPT this model computes."""
+        arrays = {name: p.asnumpy() for name, p in named_parameters(self, weights_only=True).items()}
+        if self.lora is None:
+            return arrays
+        from .lora import merged_arrays
+
+        return merged_arrays(self, arrays)
 
     def num_parameters(self) -> int:
-        return sum(int(np.prod(p.shape)) for p in self.trainable_params())
+        """Weights, trained or frozen (dropout state excluded)."""
+        return sum(int(np.prod(p.shape)) for p in named_parameters(self, weights_only=True).values())

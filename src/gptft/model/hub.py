@@ -14,6 +14,8 @@ from ..errors import GptftError
 HUB_ALIASES = {
     "openai-gpt": "openai-community/openai-gpt",
     "gpt2": "openai-community/gpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large",
 }
 
 MODEL_FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]

@@ -146,8 +146,9 @@ class Linear(nn.Cell):
         return flat.reshape(x.shape[:-1] + (-1,))
 
 
-def named_parameters(cell: nn.Cell, trainable_only: bool = False) -> dict:
-    """`{path: Parameter}` by the cell tree (e.g. `h.0.attn.c_attn.weight`), in definition order.
+def named_parameters(cell: nn.Cell, weights_only: bool = False) -> dict:
+    """`{path: Parameter}` by the cell tree (e.g. `h.0.attn.c_attn.weight`), in definition order;
+    `weights_only` leaves out the dropout cells' random state (their key and call count).
 
     MindSpore rewrites `Parameter.name` whenever a cell is nested in another (a GPT inside a task model
     inside a train step reads `accumulate_cell.gradients.loss_cell.model.backbone.wte.weight`), so files
@@ -155,8 +156,10 @@ def named_parameters(cell: nn.Cell, trainable_only: bool = False) -> dict:
     """
     named = {}
     for path, sub in cell.cells_and_names():
+        if weights_only and isinstance(sub, Dropout):
+            continue
         for attr, param in sub._params.items():  # the Parameters a cell holds as attributes
-            if param is not None and (param.requires_grad or not trainable_only):
+            if param is not None:
                 named.setdefault(f"{path}.{attr}" if path else attr, param)
     return named
 

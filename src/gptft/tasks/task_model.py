@@ -1,7 +1,9 @@
 """A task model: one GPT backbone and one head, over the `(B, S, T)` batch shape every task shares.
 
 An exported task model is a folder holding the backbone in the Hugging Face layout (`config.json`,
-`model.safetensors`), `head.safetensors` and `task.json`; `gptft train` adds `tokenizer.json` beside them.
+`model.safetensors`), `head.safetensors` and `task.json`; `gptft train` adds `tokenizer.json` beside them,
+and a LoRA run its adapters (`adapter.safetensors`, `adapter.json`). An adapter-only folder has no
+backbone files: its `adapter.json` names the base model the adapters are loaded onto.
 """
 
 import json
@@ -17,6 +19,7 @@ from safetensors.numpy import load_file, save_file
 from ..errors import ModelFileError
 from ..model.gpt import GPT
 from ..model.layers import named_parameters
+from ..model.lora import ADAPTER_CONFIG, load_adapted
 from .task import Task
 
 HEAD_FILE, TASK_FILE = "head.safetensors", "task.json"
@@ -86,7 +89,7 @@ class TaskModel(nn.Cell):
             raise ValueError("this TaskModel was built without its Task, so task.json cannot be written")
         folder = Path(folder)
         self.backbone.save_pretrained(folder)
-        head = {name: np.ascontiguousarray(p.asnumpy()) for name, p in named_parameters(self.head, trainable_only=True).items()}
+        head = {name: np.ascontiguousarray(p.asnumpy()) for name, p in named_parameters(self.head, weights_only=True).items()}
         save_file(head, str(folder / HEAD_FILE))
         (folder / TASK_FILE).write_text(json.dumps(asdict(self.task), indent=1) + "\n")
 
@@ -102,13 +105,15 @@ class TaskModel(nn.Cell):
             raise ModelFileError(f"{folder} has no {TASK_FILE}: it is not a fine-tuned gptft model folder")
         values = json.loads((folder / TASK_FILE).read_text())
         task = Task(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-        backbone = GPT.from_pretrained(folder)
+        # An adapter-only folder (`gptft export --adapter-only`) names its base model instead of holding one.
+        adapter_only = (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
+        backbone = load_adapted(folder) if adapter_only else GPT.from_pretrained(folder)
         model = cls(backbone, task.build_head(backbone.config.n_embd), task)
         try:
             saved = load_file(str(folder / HEAD_FILE))
         except (SafetensorError, OSError) as error:
             raise ModelFileError(f"{folder / HEAD_FILE}: unreadable ({error})") from None
-        params = named_parameters(model.head, trainable_only=True)
+        params = named_parameters(model.head, weights_only=True)
         if set(saved) != set(params) or any(saved[k].shape != tuple(p.shape) for k, p in params.items()):
             raise ModelFileError(f"{folder / HEAD_FILE} does not fit a {task.head_name} head "
                                  f"(holds {sorted(saved)}, expected {sorted(params)})")

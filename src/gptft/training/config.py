@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..model.config import LoRAConfig
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class TrainConfig:
     """Stop after this many evaluations without a better best_metric; 0 never stops early."""
     precision: str = "float32"
     """float32, or float16 (dynamic loss scaling) / bfloat16 on GPU and Ascend."""
+    lora: LoRAConfig = LoRAConfig()
+    """Low-rank adapters instead of training every weight (off at rank 0)."""
     dynamic_length: bool = False
     """Compile one graph for all batch lengths instead of one per length. On CPU every compiled graph keeps
     its compile memory for the life of the process, so many lengths add up; the one dynamic graph is

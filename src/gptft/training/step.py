@@ -129,11 +129,14 @@ class TrainStep:
         self.gradients.set_train(mode)
 
     def weights(self) -> dict[str, Parameter]:
-        """What the loss cell holds (weights and dropout counters), by structural name: a model's state."""
-        return named_parameters(self.loss_cell)
+        """What the step changes in the loss cell, by structural name: the weights it trains and the dropout
+        state. Frozen weights (the backbone under LoRA) are left out: a run reloads them from their source."""
+        weights = named_parameters(self.loss_cell, weights_only=True)
+        return {name: p for name, p in named_parameters(self.loss_cell).items()
+                if p.requires_grad or name not in weights}
 
     def checkpoint_state(self) -> dict[str, Parameter]:
-        """Everything a checkpoint must hold to resume exactly: `weights()`, the Adam moments and the loss scale."""
+        """Everything a checkpoint must hold to resume exactly: `weights()`, their Adam moments and the loss scale."""
         state = self.weights()
         names = {id(p): name for name, p in state.items()}
         for param, m, v in zip(self.optimizer.params, self.optimizer.m, self.optimizer.v):
