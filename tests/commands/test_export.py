@@ -12,6 +12,7 @@ from safetensors.numpy import load_file
 
 from gptft import TaskModel
 from gptft.commands.cli import main
+from gptft.commands.export import serving_inputs
 from gptft.commands.inference import encode_rows, predict
 from gptft.model.tokenizer import Tokenizer
 from gptft.tasks.evaluation import predict_logits
@@ -80,10 +81,12 @@ def test_mindir_gives_the_logits_predict_gives(lora_run, tmp_path):
     model = TaskModel.from_pretrained(run / "model")
     ms.set_context(mode=ms.GRAPH_MODE)
     graph = nn.GraphCell(ms.load(str(out / "model.mindir")))
-    batches, order = encode_rows(model.task, Tokenizer.from_pretrained(out), ROWS, batch_size=2)
-    assert len({b.ids.shape for b in batches}) > 1  # one graph serves every shape
+    inputs = serving_inputs(out, ROWS, batch_size=2)  # made from the exported folder's tokenizer and task
+    assert len({ids.shape for ids, _, _ in inputs}) > 1  # one graph serves every shape
+    batches, order = encode_rows(model.task, Tokenizer.from_pretrained(run / "model"), ROWS, batch_size=2)
+    assert [rows for _, _, rows in inputs] == [order[0:2], order[2:4], order[4:]]
     expected = predict_logits(model, batches)
-    served = [row for b in batches for row in graph(Tensor(b.ids), Tensor(b.positions)).asnumpy()]
+    served = [row for ids, positions, _ in inputs for row in graph(Tensor(ids), Tensor(positions)).asnumpy()]
     np.testing.assert_allclose(np.stack(served), np.stack(expected), rtol=1e-5, atol=1e-6)
     records = predict(run / "model", ROWS)
     for position, logits in zip(order, served):

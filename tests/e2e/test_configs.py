@@ -27,7 +27,15 @@ SHAPES = {
     "swag": lambda i, split: {"video-id": f"v{i}", "fold-ind": str(i), "startphrase": sentence(i), "sent1": sentence(i),
                               "sent2": "He", "gold-source": "gold", **{f"ending{k}": sentence(i + k, 3) for k in range(4)},
                               "label": i % 4},
+    "demo": lambda i, split: {"id": i, "text": sentence(i), "label": i % 2},  # what `gptft demo` writes
 }
+# Each shipped config and the data it reads.
+CONFIG_DATA = {"imdb": "imdb", "sst2": "sst2", "snli": "snli", "stsb": "stsb", "swag": "swag",
+               "sst2-gpt2-medium-lora": "sst2", "demo-lora": "demo"}
+
+
+def test_every_shipped_config_is_tried():
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(CONFIG_DATA)
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +48,13 @@ def tiny_released_model(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("name", sorted(SHAPES))
+@pytest.mark.parametrize("name", sorted(CONFIG_DATA))
 def test_config_trains_on_data_shaped_like_its_dataset(name, tmp_path, tiny_released_model):
     data = tmp_path / "data"
     data.mkdir()
     for split, count in (("train", 48), ("validation", 12), ("test", 12)):
-        pq.write_table(pa.Table.from_pylist([SHAPES[name](i, split) for i in range(count)]), data / f"{split}.parquet")
+        rows = [SHAPES[CONFIG_DATA[name]](i, split) for i in range(count)]
+        pq.write_table(pa.Table.from_pylist(rows), data / f"{split}.parquet")
     path = CONFIGS / f"{name}.yaml"
     config = load_config(RunConfig, path, [f"model.pretrained={tiny_released_model}", f"data.dataset={data}",
                                            f"output_dir={tmp_path / 'run'}", "train.batch_size=8", "train.grad_accum=1",
@@ -59,5 +68,6 @@ def test_config_trains_on_data_shaped_like_its_dataset(name, tmp_path, tiny_rele
     logged = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert logged == {"step": 2, "split": "test", **result.test}
     assert (tmp_path / "run" / "model" / "task.json").is_file()
+    assert (tmp_path / "run" / "model" / "adapter.json").is_file() == ("lora" in name)
     if name == "snli":  # the rows without a gold label (-1) were dropped
         assert (tmp_path / "run" / "predictions-test.jsonl").read_text().count("\n") == 9

@@ -5,8 +5,8 @@
 
 The MindIR graph is the task model's inference graph (backbone and head, dropout off) with every input
 dimension dynamic: `ids` int32 `(batch, sequences, tokens)` and `positions` int32 `(batch, sequences)`, the
-index of each sequence's extract token, and it returns the task logits. `encode_rows` (in `inference`)
-makes those inputs from text with the tokenizer and task written beside it.
+index of each sequence's extract token, and it returns the task logits. `serving_inputs` makes those
+inputs from text with the tokenizer and task written beside it.
 """
 
 import json
@@ -19,10 +19,25 @@ from mindspore import Tensor
 from ..errors import ConfigError, ModelFileError
 from ..model.lora import ADAPTER_CONFIG, ADAPTER_FILE
 from ..tasks.task_model import HEAD_FILE, TASK_FILE
-from .inference import load_model_folder
+from ..model.tokenizer import Tokenizer
+from ..tasks.task import Task
+from .inference import encode_rows, load_model_folder
 
 FORMATS = ("hf", "mindir")
 MINDIR_FILE, SERVING_FILE = "model.mindir", "serving.json"
+
+
+def serving_inputs(folder, rows: list[dict], batch_size: int = 16) -> list[tuple]:
+    """The MindIR graph's inputs for unlabeled rows (dicts with the task's fields as text), made with the
+    tokenizer and task of an exported folder: `[(ids, positions, row numbers)]`, one tuple per batch."""
+    folder = Path(folder)
+    task = Task.from_dict(json.loads((folder / TASK_FILE).read_text()))
+    batches, order = encode_rows(task, Tokenizer.from_pretrained(folder), rows, batch_size)
+    found, start = [], 0
+    for batch in batches:
+        found.append((batch.ids, batch.positions, order[start:start + len(batch.ids)]))
+        start += len(batch.ids)
+    return found
 
 
 def model_folder(run_or_model_dir) -> Path:

@@ -77,6 +77,11 @@ class Task:
         if not isinstance(self.max_length, int) or self.max_length < 4:
             raise ConfigError(f"task max_length must be an integer of at least 4, got {self.max_length!r}")
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "Task":
+        """A Task from its `dataclasses.asdict` form, as `task.json` holds it (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
     @property
     def is_regression(self) -> bool:
         return self.kind != "multiple_choice" and self.labels is None

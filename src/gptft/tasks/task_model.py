@@ -103,8 +103,7 @@ class TaskModel(nn.Cell):
         folder = Path(folder)
         if not (folder / TASK_FILE).is_file():
             raise ModelFileError(f"{folder} has no {TASK_FILE}: it is not a fine-tuned gptft model folder")
-        values = json.loads((folder / TASK_FILE).read_text())
-        task = Task(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        task = Task.from_dict(json.loads((folder / TASK_FILE).read_text()))
         # An adapter-only folder (`gptft export --adapter-only`) names its base model instead of holding one.
         adapter_only = (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
         backbone = load_adapted(folder) if adapter_only else GPT.from_pretrained(folder)
