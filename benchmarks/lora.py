@@ -83,7 +83,7 @@ def run(model: str, mode: str, args) -> dict:
 
 
 def table(rows: list[dict], args) -> str:
-    lines = [f"| model | fine-tuning | trained parameters | first step (s) | tokens/s | checkpoint (MB) | peak RSS (GB) |",
+    lines = ["| model | fine-tuning | trained parameters | first step (s) | tokens/s | checkpoint (MB) | peak RSS (GB) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         how = "full" if r["mode"] == "full" else f"LoRA r={args.rank}"
