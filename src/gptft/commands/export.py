@@ -18,9 +18,9 @@ from mindspore import Tensor
 
 from ..errors import ConfigError, ModelFileError
 from ..model.lora import ADAPTER_CONFIG, ADAPTER_FILE
-from ..tasks.task_model import HEAD_FILE, TASK_FILE
 from ..model.tokenizer import Tokenizer
 from ..tasks.task import Task
+from ..tasks.task_model import HEAD_FILE, TASK_FILE
 from .inference import encode_rows, load_model_folder
 
 FORMATS = ("hf", "mindir")

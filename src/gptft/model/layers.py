@@ -164,6 +164,17 @@ def named_parameters(cell: nn.Cell, weights_only: bool = False) -> dict:
     return named
 
 
+def fit_problems(params: dict, arrays: dict, allow_extra: bool = False) -> list[str]:
+    """What keeps saved `arrays` (`{name: ndarray}`) from filling `params` (`{name: Parameter}`): each
+    missing or mis-shaped tensor, and each unexpected one unless `allow_extra`. Empty when they fit."""
+    problems = [f"missing {name}" for name in params if name not in arrays]
+    problems += [f"{name} has shape {arrays[name].shape}, expected {tuple(p.shape)}"
+                 for name, p in params.items() if name in arrays and arrays[name].shape != tuple(p.shape)]
+    if not allow_extra:
+        problems += [f"unexpected {name}" for name in arrays if name not in params]
+    return problems
+
+
 def attached_cell(model: nn.Cell, make) -> nn.Cell:
     """The cell `make(model)` built once per model and kept on it, so its compiled graphs serve every later
     call (generation, zero-shot scoring). Kept outside MindSpore's cell registry: registered, it would make

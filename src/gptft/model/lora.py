@@ -25,7 +25,7 @@ from safetensors.numpy import load_file, save_file
 from ..errors import ModelFileError
 from .config import LoRAConfig
 from .gpt import GPT, Embedding
-from .layers import Dropout, Linear, named_parameters
+from .layers import Dropout, Linear, fit_problems, named_parameters
 
 ADAPTER_NAMES = ("lora_a", "lora_b", "added")  # the parameters adapters add, by attribute name
 ADAPTER_FILE, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
@@ -107,6 +107,15 @@ def _split_embedding(embedding: Embedding, first_new_row: int) -> None:
     embedding.added = Parameter(Tensor(table[first_new_row:]), name="added")
 
 
+def _is_adapter(name: str) -> bool:
+    return name.rpartition(".")[2] in ADAPTER_NAMES
+
+
+def _adapter_parameters(model: GPT) -> dict:
+    """The parameters the adapters added (`h.0.attn.c_attn.lora_a`, ..., `wte.added`), by name."""
+    return {name: p for name, p in named_parameters(model).items() if _is_adapter(name)}
+
+
 def merged_arrays(model: GPT, arrays: dict) -> dict:
     """`arrays` (the model's weights by name, adapters included) with every adapter folded into its weight
     and the embedding's rows joined: the weights of the plain GPT the adapted model computes."""
@@ -116,7 +125,7 @@ def merged_arrays(model: GPT, arrays: dict) -> dict:
             merged[f"{path}.weight"] = merged[f"{path}.weight"] + cell.delta()
         elif isinstance(cell, Embedding) and cell.added is not None:
             merged[f"{path}.weight"] = np.concatenate([merged[f"{path}.weight"], merged[f"{path}.added"]])
-    return {name: a for name, a in merged.items() if name.rpartition(".")[2] not in ADAPTER_NAMES}
+    return {name: a for name, a in merged.items() if not _is_adapter(name)}
 
 
 def save_adapter(model: GPT, folder, base: str) -> None:
@@ -124,8 +133,7 @@ def save_adapter(model: GPT, folder, base: str) -> None:
     (`adapter.json`: the base model `base`, a hub name or folder, and the adapters' settings)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {name: np.ascontiguousarray(p.asnumpy()) for name, p in named_parameters(model).items()
-              if name.rpartition(".")[2] in ADAPTER_NAMES}
+    arrays = {name: np.ascontiguousarray(p.asnumpy()) for name, p in _adapter_parameters(model).items()}
     save_file(arrays, str(folder / ADAPTER_FILE))
     first_new_row = model.wte.weight.shape[0]
     settings = {"base_model": base, "vocab_size": model.config.vocab_size, "first_new_row": first_new_row,
@@ -157,11 +165,8 @@ def load_adapted(folder, **overrides) -> GPT:
                              f"rows, the adapters were trained on one with {first_new_row}")
     model.resize_token_embeddings(vocab_size)
     add_adapters(model, config, first_new_row)
-    params = {name: p for name, p in named_parameters(model).items() if name.rpartition(".")[2] in ADAPTER_NAMES}
-    problems = [f"missing {n}" for n in params if n not in arrays]
-    problems += [f"unexpected {n}" for n in arrays if n not in params]
-    problems += [f"{n} has shape {arrays[n].shape}, expected {tuple(p.shape)}"
-                 for n, p in params.items() if n in arrays and arrays[n].shape != tuple(p.shape)]
+    params = _adapter_parameters(model)
+    problems = fit_problems(params, arrays)
     if problems:
         raise ModelFileError(f"{folder / ADAPTER_FILE} does not fit its base model {base}: " + "; ".join(problems[:8]))
     for name, param in params.items():

@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from ..errors import ConfigError, GptftError, ModelFileError
+from ..model.layers import fit_problems
 
 STATE, TRAINER, MANIFEST = "state.safetensors", "trainer.json", "manifest.json"
 _PREFIX = "step-"
@@ -148,11 +149,7 @@ def load_checkpoint(checkpoint: Path, params: dict, allow_extra: bool = False) -
         saved = load_file(str(checkpoint / STATE))
     except (SafetensorError, OSError) as error:
         raise ModelFileError(f"{checkpoint / STATE}: unreadable ({error})") from None
-    problems = [f"missing {name}" for name in params if name not in saved]
-    problems += [f"{name} has shape {saved[name].shape}, expected {tuple(p.shape)}"
-                 for name, p in params.items() if name in saved and saved[name].shape != tuple(p.shape)]
-    if not allow_extra:
-        problems += [f"unexpected {name}" for name in saved if name not in params]
+    problems = fit_problems(params, saved, allow_extra)
     if problems:
         raise ModelFileError(f"checkpoint {checkpoint} does not fit this model: " + "; ".join(problems[:8]))
     for name, param in params.items():
