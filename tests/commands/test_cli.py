@@ -66,6 +66,8 @@ def test_eval_reports_the_test_metrics(trained, capsys):
     (["train", "{config}", "--unknown"], "unrecognised argument '--unknown'"),
     (["predict", "{folder}", "--text", "x"], "has no task.json"),
     (["predict", "{folder}/run/model", "--text", "x", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["predict", "{folder}/run/model", "--text", "x", "--train.lr=1"], "`gptft predict` reads no config"),
+    (["demo", "--output-dir", "{folder}/demo", "--train.epochs=1"], "`gptft demo` reads no config"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(trained, capsys, argv, message):
     folder, config = trained

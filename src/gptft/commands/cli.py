@@ -29,6 +29,16 @@ def _split_overrides(extra: list[str]) -> list[str]:
     return overrides
 
 
+def _no_overrides(command: str, extra: list[str]) -> None:
+    """Commands without a config take no overrides: one given is refused rather than silently ignored."""
+    if extra:
+        from ..errors import ConfigError
+
+        _split_overrides(extra)  # a malformed argument gets that message
+        raise ConfigError(f"unrecognised argument {extra[0]!r}: `gptft {command}` reads no config, so it takes no "
+                          "--section.key=value overrides")
+
+
 def _load_run_config(cls, args, extra):
     from .configfile import load_config
 
@@ -106,7 +116,7 @@ def _predict(args, extra) -> int:
     from ..errors import ConfigError
     from .inference import predict
 
-    _split_overrides(extra)
+    _no_overrides("predict", extra)
     if bool(args.text) == bool(args.input):
         raise ConfigError("give texts with --text (repeatable) or a file with --input, not both")
     rows = [{"text": t} for t in args.text] if args.text else _read_rows(Path(args.input))
@@ -120,7 +130,7 @@ def _predict(args, extra) -> int:
 def _generate(args, extra) -> int:
     from .generate import generate_text
 
-    _split_overrides(extra)
+    _no_overrides("generate", extra)
     completions = generate_text(args.model_dir, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
                                 args.top_p, args.seed, args.stop, args.device)
     for prompt, completion in zip(args.prompt, completions):
@@ -141,7 +151,7 @@ def _zeroshot(args, extra) -> int:
 def _export(args, extra) -> int:
     from .export import export
 
-    _split_overrides(extra)
+    _no_overrides("export", extra)
     output = export(args.run_dir, args.format, args.adapter_only, args.output)
     print(f"exported to {output}")
     return 0
@@ -150,8 +160,8 @@ def _export(args, extra) -> int:
 def _demo(args, extra) -> int:
     from .demo import run_demo
 
-    _split_overrides(extra)
-    result = run_demo(args.output_dir, from_scratch=args.from_scratch, seed=args.seed)
+    _no_overrides("demo", extra)
+    result = run_demo(args.output_dir, from_scratch=args.from_scratch, seed=args.seed, resume=args.resume)
     print(f"test accuracy {result.test['accuracy']:.4f} ({'from scratch' if args.from_scratch else 'pre-trained'}); "
           f"outputs in {args.output_dir}")
     return 0
@@ -160,14 +170,14 @@ def _demo(args, extra) -> int:
 def _doctor(args, extra) -> int:
     from .doctor import main as doctor_main
 
-    _split_overrides(extra)
+    _no_overrides("doctor", extra)
     return doctor_main(check_hub=not args.no_hub, clear_compile_cache=args.clear_compile_cache)
 
 
 def _schema(args, extra) -> int:
     from .schema import reference_yaml
 
-    _split_overrides(extra)
+    _no_overrides("schema", extra)
     print(reference_yaml(args.command_name), end="")
     return 0
 
@@ -255,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", default="runs/demo")
     demo.add_argument("--from-scratch", action="store_true", help="skip pre-training (to see what it adds)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--resume", action="store_true", help="continue a demo that a signal stopped")
 
     doctor = command("doctor", "check this environment and say how to fix what is wrong", _doctor)
     doctor.add_argument("--no-hub", action="store_true", help="skip the network check of the hub")
@@ -271,9 +282,12 @@ def main(argv=None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     from ..errors import GptftError
     from ..training.interrupt import TrainingInterrupted
+    from .stage import StageFailed
 
     try:
         return args.run(args, extra)
+    except StageFailed as failed:
+        return failed.exit_code  # the stage's own process printed why
     except TrainingInterrupted as stopped:
         print(f"gptft: {stopped}", file=sys.stderr)
         return stopped.exit_code

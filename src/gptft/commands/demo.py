@@ -4,14 +4,15 @@
    written out as train / validation / test files; the unlabeled pre-training text is the train and
    validation sentences plus other review text, never the test sentences.
 2. A byte-level BPE tokenizer is trained on that text, and a small GPT is pre-trained on it
-   (`demo_data/pretrain.yaml`), unless `from_scratch`.
+   (`demo_data/pretrain.yaml`), unless `from_scratch`. Pre-training runs as its own `gptft pretrain`
+   process: the memory its compiled graphs hold is never given back while a process lives
+   (docs/performance-cpu.md#graph-memory), so it ends before fine-tuning compiles its own graphs.
 3. The model is fine-tuned on sentiment with the auxiliary LM loss (`demo_data/finetune.yaml`) and tested
    on the held-out test sentences. `from_scratch` runs the same fine-tune from random weights, so the two
    test accuracies show what pre-training adds.
 """
 
 import gzip
-import hashlib
 import importlib.resources
 import json
 from pathlib import Path
@@ -19,11 +20,9 @@ from pathlib import Path
 from ..data.text import read_documents
 from ..errors import ConfigError
 from ..model.tokenizer import train_bpe
-from ..training import compile_cache
 from .configfile import load_config
-from .finetune import FinetuneResult, train
-from .pretrain import pretrain
 from .schema import PretrainConfig, RunConfig
+from .stage import run_stage
 
 DATA = importlib.resources.files("gptft") / "demo_data"
 
@@ -48,26 +47,16 @@ def write_demo_files(folder: Path) -> dict:
 
 
 def run_demo(output_dir, from_scratch: bool = False, seed: int = 0, pretrain_overrides=(),
-             finetune_overrides=()) -> FinetuneResult:
-    """Run the demo into `output_dir`; returns the fine-tuning result (`result.test["accuracy"]`)."""
+             finetune_overrides=(), resume: bool = False):
+    """Run the demo into `output_dir`; returns the fine-tuning result (`result.test["accuracy"]`). With
+    `resume`, a demo stopped by a signal continues where each stage stopped."""
     out = Path(output_dir)
-    if (out / "checkpoints").is_dir():
-        raise ConfigError(f"{out} already holds a demo run; choose another --output-dir")
+    if (out / "checkpoints").is_dir() and not resume:
+        raise ConfigError(f"{out} already holds a demo run; choose another --output-dir or pass --resume")
     paths = write_demo_files(out / "data")
-    pre_config = load_config(PretrainConfig, DATA / "pretrain.yaml",
-                             [f"data.files=[{paths['pretrain']}]", f"output_dir={out / 'pretrain'}",
-                              f"train.seed={seed}", *pretrain_overrides])
-    # Both runs in one cache folder: the shipped data, configs and these arguments decide all their graphs.
-    shipped = {name: hashlib.sha256((DATA / name).read_bytes()).hexdigest()
-               for name in ("reviews.jsonl.gz", "unlabeled.txt.gz", "pretrain.yaml", "finetune.yaml")}
-    key = {"command": "demo", "from_scratch": from_scratch, "seed": seed, "shipped": shipped,
-           "overrides": [list(pretrain_overrides), list(finetune_overrides)]}
-    with compile_cache.cached(key):
-        return _pretrain_and_finetune(out, paths, pre_config, from_scratch, seed, finetune_overrides)
-
-
-def _pretrain_and_finetune(out: Path, paths: dict, pre_config, from_scratch: bool, seed: int,
-                           finetune_overrides) -> FinetuneResult:
+    pre_overrides = [f"data.files=[{paths['pretrain']}]", f"output_dir={out / 'pretrain'}", f"train.seed={seed}",
+                     *pretrain_overrides]
+    pre_config = load_config(PretrainConfig, DATA / "pretrain.yaml", pre_overrides)  # refuse bad overrides here
     if from_scratch:
         # The tokenizer is still learned from the unlabeled text; only the weights start at random.
         tokenizer = train_bpe(read_documents(pre_config.data), pre_config.train_tokenizer.vocab_size,
@@ -76,8 +65,12 @@ def _pretrain_and_finetune(out: Path, paths: dict, pre_config, from_scratch: boo
         shape = ", ".join(f"{k}: {v}" for k, v in pre_config.model.config.items())
         model = [f"model={{preset: {pre_config.model.preset}, config: {{{shape}}}}}", f"tokenizer={out / 'tokenizer'}"]
     else:
-        model = [f"model.pretrained={pretrain(pre_config).model_dir}"]
+        run_stage(["pretrain", str(DATA / "pretrain.yaml"), *(f"--{o}" for o in pre_overrides),
+                   *(["--resume"] if resume else [])])
+        model = [f"model.pretrained={out / 'pretrain' / 'model'}"]
     config = load_config(RunConfig, DATA / "finetune.yaml",
                          [*model, f"data.dataset={out / 'data'}", f"output_dir={out}", f"train.seed={seed}",
                           *finetune_overrides])
-    return train(config)
+    from .finetune import train  # MindSpore loads here, after the pre-training process has ended
+
+    return train(config, resume=resume)

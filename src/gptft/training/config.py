@@ -61,8 +61,8 @@ class TrainConfig:
     """Low-rank adapters instead of training every weight (off at rank 0)."""
     dynamic_length: bool = False
     """Compile one graph for all batch lengths instead of one per length. On CPU every compiled graph keeps
-    its compile memory for the life of the process, so many lengths add up; the one dynamic graph is
-    compiled once, but its steps run slower (docs/performance-cpu.md#graph-memory)."""
+    memory that grows with its batch's size for the life of the process, so many lengths add up; the one
+    dynamic graph is compiled once, but its steps run slower (docs/performance-cpu.md#graph-memory)."""
 
     def __post_init__(self):
         if not self.lr > 0:
