@@ -131,8 +131,11 @@ class Dropout(nn.Cell):
 class Linear(nn.Cell):
     """`y = x W^T + b` with W stored `(out, in)`, over any leading shape.
 
-    The bias is a broadcast add rather than `BiasAdd`, whose CPU gradient kernel is slow, and the product
-    is `x @ W^T` rather than `x @ W` (docs/performance-cpu.md#operators).
+    The bias is an add rather than `BiasAdd`, whose CPU gradient kernel is slow, and the product is
+    `x @ W^T` rather than `x @ W` (docs/performance-cpu.md#operators). The bias is broadcast explicitly:
+    an implicit broadcast in a compiled gradient graph keeps memory that grows with the batch for the life
+    of the process, `broadcast_to` does not, with the same values and gradients bit for bit
+    (docs/performance-cpu.md#graph-memory).
     """
 
     def __init__(self, weight: Tensor, bias: Tensor):
@@ -142,7 +145,8 @@ class Linear(nn.Cell):
         self.matmul = ops.MatMul(transpose_b=True)
 
     def construct(self, x):
-        flat = self.matmul(x.reshape(-1, x.shape[-1]), self.weight) + self.bias
+        flat = self.matmul(x.reshape(-1, x.shape[-1]), self.weight)
+        flat = flat + ops.broadcast_to(self.bias, flat.shape)
         return flat.reshape(x.shape[:-1] + (-1,))
 
 
@@ -208,8 +212,8 @@ class LayerNorm(nn.Cell):
 
     `nn.LayerNorm` calls them `gamma`/`beta`; these names keep the weight table with Hugging Face short.
     On CPU the row means are matrix products with a `(n, 1)` averaging vector and the rest element-wise,
-    faster than MindSpore's `LayerNorm` CPU kernels (docs/performance-cpu.md#operators). Other devices use
-    the fused kernel.
+    faster than MindSpore's `LayerNorm` CPU kernels (docs/performance-cpu.md#operators), with every
+    broadcast explicit, as in `Linear`. Other devices use the fused kernel.
     """
 
     def __init__(self, n: int, eps: float):
@@ -226,9 +230,11 @@ class LayerNorm(nn.Cell):
         if self.fused:
             return self.norm(x, self.weight, self.bias)[0]
         flat = x.reshape(-1, x.shape[-1])
-        centred = flat - self.matmul(flat, self.average)  # (N, n) minus row means
+        centred = flat - ops.broadcast_to(self.matmul(flat, self.average), flat.shape)  # minus row means
         variance = self.matmul(centred * centred, self.average)  # (N, 1)
-        return (centred * ops.rsqrt(variance + self.eps) * self.weight + self.bias).reshape(x.shape)
+        normed = centred * ops.broadcast_to(ops.rsqrt(variance + self.eps), flat.shape)
+        return (normed * ops.broadcast_to(self.weight, flat.shape)
+                + ops.broadcast_to(self.bias, flat.shape)).reshape(x.shape)
 
 
 def gelu_tanh(x):
