@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from mindspore import Parameter, Tensor
+from mindspore import Parameter, Tensor, ops
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
@@ -52,7 +52,8 @@ class LoRALinear(Linear):
     def construct(self, x):
         flat = x.reshape(-1, x.shape[-1])
         down = self.matmul(self.dropout(flat), self.lora_a)  # (N, r)
-        out = self.matmul(flat, self.weight) + self.bias + self.matmul(down, self.lora_b) * self.scale
+        out = self.matmul(flat, self.weight)
+        out = out + ops.broadcast_to(self.bias, out.shape) + self.matmul(down, self.lora_b) * self.scale  # as Linear
         return out.reshape(x.shape[:-1] + (-1,))
 
     def delta(self) -> np.ndarray:
