@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from mindspore import Parameter, Tensor, ops
+from mindspore import Parameter, Tensor
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
@@ -50,11 +50,9 @@ class LoRALinear(Linear):
         self.dropout = Dropout(dropout)
 
     def construct(self, x):
-        flat = x.reshape(-1, x.shape[-1])
-        down = self.matmul(self.dropout(flat), self.lora_a)  # (N, r)
-        out = self.matmul(flat, self.weight)
-        out = out + ops.broadcast_to(self.bias, out.shape) + self.matmul(down, self.lora_b) * self.scale  # as Linear
-        return out.reshape(x.shape[:-1] + (-1,))
+        down = self.matmul(self.dropout(x.reshape(-1, x.shape[-1])), self.lora_a)  # (N, r)
+        delta = self.matmul(down, self.lora_b) * self.scale
+        return super().construct(x) + delta.reshape(x.shape[:-1] + (-1,))
 
     def delta(self) -> np.ndarray:
         """The dense update `(alpha/rank) · B A` the adapter stands for, shaped like the weight `(out, in)`."""
