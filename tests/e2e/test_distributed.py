@@ -30,10 +30,40 @@ def free_port() -> int:
 def launch(config, out: Path, logs: Path, *args) -> subprocess.Popen:
     """`msrun` with two CPU workers running `gptft train config --output-dir out`."""
     gptft_main = shutil.which("gptft") or str(Path(sys.executable).parent / "gptft")
-    return subprocess.Popen([MSRUN, "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
-                             "--join=True", f"--log_dir={logs}", str(gptft_main), "train", str(config),
-                             "--output-dir", str(out), *OVERRIDES, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    launcher = subprocess.Popen([MSRUN, "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
+                                 "--join=True", f"--log_dir={logs}", str(gptft_main), "train", str(config),
+                                 "--output-dir", str(out), *OVERRIDES, *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    yield_cpu_once_spawned(launcher)
+    return launcher
+
+
+def yield_cpu_once_spawned(launcher: subprocess.Popen) -> None:
+    """msrun --join=True waits for its workers in a loop that never sleeps: a whole core of this 2-core
+    machine, taken from the suite's other tests. Once it has started its scheduler and both workers (which
+    keep their own priority), it runs at the lowest priority."""
+    deadline = time.time() + 120
+    while time.time() < deadline and launcher.poll() is None:
+        children = 0
+        for entry in Path("/proc").iterdir():
+            try:
+                stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == launcher.pid and b"gptft" in command:
+                children += 1
+        if children >= 3:
+            os.setpriority(os.PRIO_PROCESS, launcher.pid, 19)
+            return
+        time.sleep(0.05)
+
+
+def what_msrun_said(output: str, logs: Path) -> str:
+    """A failed launch's story: msrun's lines about exit codes, then the end of every log in `logs`."""
+    own = [line for line in output.splitlines() if "exit" in line.lower() or "error code" in line.lower()]
+    ends = [f"--- {log.name}\n{log.read_text()[-2000:]}" for log in sorted(logs.glob("*.log"))]
+    return "\n".join(own + ends)
 
 
 def fingerprints(logs: Path) -> list[str]:
@@ -60,7 +90,7 @@ def two_workers(tmp_path_factory):
     logs = tmp_path / "msrun-logs"
     launched = launch(config, tmp_path / "two", logs)
     output, _ = launched.communicate(timeout=900)
-    assert launched.returncode == 0, output[-3000:] + (logs / "worker_0.log").read_text()[-3000:]
+    assert launched.returncode == 0, what_msrun_said(output, logs)
     return config, tmp_path / "two", logs
 
 
@@ -123,6 +153,6 @@ def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_is_exact(tmp_pa
     assert logged_steps(out) == step
     resumed = launch(config, out, tmp_path / "logs-resumed", "--resume")
     output, _ = resumed.communicate(timeout=900)
-    assert resumed.returncode == 0, output[-3000:]
+    assert resumed.returncode == 0, what_msrun_said(output, tmp_path / "logs-resumed")
     assert fingerprints(tmp_path / "logs-resumed") == fingerprints(reference_logs)
     assert_same_state(out, final_state(reference_dir))
