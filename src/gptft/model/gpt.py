@@ -92,7 +92,8 @@ class CausalSelfAttention(nn.Cell):
             write = ops.broadcast_to(write, (B, self.n_head) + write.shape[2:])
             k = k_cache * kept + self.av(write, k)
             v = v_cache * kept + self.av(write, v)
-        att = self.qk(q * self.scale, k) + bias  # (B, nh, T, T or S)
+        att = self.qk(q * self.scale, k)
+        att = att + ops.broadcast_to(bias, att.shape)  # (B, nh, T, T or S); explicit, as in layers.Linear
         att = self.attn_dropout(ops.softmax(att, axis=-1), keep_probs)
         y = self.av(att, v)  # (B, nh, T, hs)
         y = ops.transpose(y, (0, 2, 1, 3)).reshape(B, T, C)
@@ -197,7 +198,8 @@ class GPT(nn.Cell):
                 x, k, v = block(x, None, (caches[2 * i], caches[2 * i + 1], write, bias))
                 updated = updated + (k, v)
         else:
-            x = self.wte(ids) + self.wpe(self.position_ids[:T])  # (B, T, C)
+            x = self.wte(ids)
+            x = x + ops.broadcast_to(self.wpe(self.position_ids[:T]), x.shape)  # (B, T, C); as in layers.Linear
             if keep is None:
                 x = self.drop(x)
                 for block in self.h:
