@@ -5,7 +5,7 @@
 
 What it does, all from configs/imdb.yaml: loads `openai-gpt` (through HF_ENDPOINT if set), fine-tunes with
 the auxiliary LM loss (λ = 0.5), Adam at 6.25e-5 with 0.2% warmup and linear decay, batch 32 (the
-micro-batch and graph settings configs/imdb.yaml gives, sized for a 24 GB machine), 3 epochs; validates on
+micro-batch and graph settings configs/imdb.yaml gives, sized for a 16 GB machine), 3 epochs; validates on
 10% of train held out with the seed (IMDb has no validation split), keeps the best checkpoint, and reports
 accuracy on the 25,000 test reviews, which no step ever trained on. The MindSpore
 course reported 0.918 to 0.93 test accuracy with openai-gpt, without the auxiliary loss. On 2 CPU cores
