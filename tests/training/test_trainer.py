@@ -1,4 +1,5 @@
 import json
+import re
 
 import mindspore as ms
 import numpy as np
@@ -43,24 +44,18 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_same_seed_same_run_and_another_seed_another(tmp_path):
-    runs = []
-    for index, seed in enumerate((0, 0, 1)):
-        model, step, config, data, _ = build(seed, epochs=1)
-        Trainer(step, config, tmp_path / str(index)).fit(data)
-        runs.append(weights(model))
-    assert_same_weights(runs[0], runs[1])
-    assert not np.array_equal(runs[0]["backbone.h.0.attn.c_attn.weight"], runs[2]["backbone.h.0.attn.c_attn.weight"])
-
-
 class Interrupt(Exception):
     pass
 
 
-def test_resume_after_an_interruption_ends_with_identical_weights(tmp_path):
+def test_same_seed_same_run_even_across_an_interruption_and_another_seed_another(tmp_path):
     model, step, config, data, _ = build(0, save_every=3)
     Trainer(step, config, tmp_path / "whole").fit(data)
     uninterrupted = weights(model)
+    model, step, config, data, _ = build(1, save_every=3)
+    Trainer(step, config, tmp_path / "seed 1").fit(data)
+    assert not np.array_equal(weights(model)["backbone.h.0.attn.c_attn.weight"],
+                              uninterrupted["backbone.h.0.attn.c_attn.weight"])
 
     def stop_at_seven(record):
         if record["step"] == 7:
@@ -72,6 +67,7 @@ def test_resume_after_an_interruption_ends_with_identical_weights(tmp_path):
     model, step, config, data, _ = build(0, save_every=3)  # a fresh start, as after a crash
     progress = Trainer(step, config, tmp_path / "cut").fit(data, resume=True)
     assert progress.step == 16
+    # The same seed: the interrupted run's first six steps (its checkpoint), and so its end, are the whole run's.
     assert_same_weights(weights(model), uninterrupted)
     steps = [r["step"] for r in map(json.loads, (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines())]
     assert steps == list(range(1, 17))  # the rolled-back step 7 is logged once
@@ -158,30 +154,8 @@ def padded(batches, extra):
                   np.pad(b.lm_mask, ((0, 0), (0, 0), (0, n))), b.labels) for b, n in zip(batches, extra)]
 
 
-def test_dynamic_length_fine_tunes_and_evaluates_like_one_graph_per_length(tmp_path):
-    results = []
-    for index, dynamic in enumerate((False, True)):
-        model, _, config, data, validation = build(0, epochs=1, grad_accum=2, dynamic_length=dynamic)
-        data = ListSource(padded([Batch(*b) for b in data.batches], [0, 4, 9, 0, 4, 9, 0, 4]), seed=0)
-        validation = padded(validation, [3, 0])
-        if dynamic:
-            model.compile_for_any_length()
-        trainer, test = fit_and_evaluate(model, data, validation, config, tmp_path / str(index), test=validation)
-        results.append((weights(model), test, trainer.step))
-    (static_weights, static_test, static), (dynamic_weights, dynamic_test, dynamic) = results
-    assert dynamic_test == static_test
-    for name in static_weights:
-        np.testing.assert_allclose(dynamic_weights[name], static_weights[name], atol=2e-6, err_msg=name)
-    assert len(model.compile_cache) == 1  # validation and test batches of two lengths, one graph
-    lengths = {b[0].shape for b in data.epoch(0)}  # micro-batches of three lengths, accumulated in pairs
-    assert len(static.gradients.compile_cache) == len(lengths) == 3
-    assert len(dynamic.gradients.compile_cache) == 1
-    for step in (static, dynamic):  # the updates' graphs never depend on the batch shape
-        assert step.optimizer.compile_cache_sizes() == [1] * len(step.optimizer.groups[True])
-
-
-@pytest.mark.parametrize("dynamic", [False, True])
-def test_warns_once_when_the_graphs_of_new_lengths_fill_the_memory(tmp_path, monkeypatch, capsys, dynamic):
+def test_dynamic_length_fine_tunes_like_a_graph_per_length_and_only_those_graphs_can_fill_the_memory(
+        tmp_path, monkeypatch, capsys):
     resident, total = memory_in_use()  # the real numbers first
     assert 0.05 < resident < total
     calls = []
@@ -191,14 +165,31 @@ def test_warns_once_when_the_graphs_of_new_lengths_fill_the_memory(tmp_path, mon
         return 2.5 * len(calls), 10.0
 
     monkeypatch.setattr(trainer_module, "memory_in_use", filling_up)
-    model, step, config, data, _ = build(0, epochs=1, dynamic_length=dynamic)
-    data = ListSource(padded([Batch(*b) for b in data.batches], [0, 1, 2, 3, 0, 1, 2, 3]), seed=0)
-    Trainer(step, config, tmp_path).fit(data)
-    out = capsys.readouterr().out
-    if dynamic:
-        assert not calls and "warning" not in out  # one graph: nothing to watch
-    else:
-        assert len(calls) == 3  # checked at each new length until the warning, then never again
-        assert out.count("warning: the process holds 7.5 of the machine's 10.0 GB after compiling the step "
-                         "for 3 batch shapes") == 1
-        assert "set train.dynamic_length: true" in out
+    results = []
+    for index, dynamic in enumerate((False, True)):
+        calls.clear()
+        model, _, config, data, validation = build(0, epochs=1, grad_accum=2, dynamic_length=dynamic)
+        # Drawn in the order 2 4 | 3 6 | 5 0 | 1 7: every step meets a new length, pairs mix lengths.
+        data = ListSource(padded([Batch(*b) for b in data.batches], [4, 6, 0, 0, 4, 2, 9, 0]), seed=0)
+        validation = padded(validation, [3, 0])
+        if dynamic:
+            model.compile_for_any_length()
+        trainer, test = fit_and_evaluate(model, data, validation, config, tmp_path / str(index), test=validation)
+        results.append((weights(model), test, trainer.step, len(calls), capsys.readouterr().out))
+    (static_weights, static_test, static, static_checks, static_out), \
+        (dynamic_weights, dynamic_test, dynamic, dynamic_checks, dynamic_out) = results
+    assert dynamic_test == static_test
+    for name in static_weights:
+        np.testing.assert_allclose(dynamic_weights[name], static_weights[name], atol=2e-6, err_msg=name)
+    assert len(model.compile_cache) == 1  # validation and test batches of two lengths, one graph
+    lengths = {b[0].shape for b in data.epoch(0)}  # micro-batches of five lengths, accumulated in pairs
+    assert len(static.gradients.compile_cache) == len(lengths) == 5
+    assert len(dynamic.gradients.compile_cache) == 1
+    for step in (static, dynamic):  # the updates' graphs never depend on the batch shape
+        assert step.optimizer.compile_cache_sizes() == [1] * len(step.optimizer.groups[True])
+    # Checked after each step that met a new length until the warning (the third check), then never again.
+    warnings = re.findall(r"warning: the process holds 7.5 of the machine's 10.0 GB after compiling the step "
+                          r"for (\d) batch shapes", static_out)
+    assert static_checks == 3 and len(warnings) == 1 and int(warnings[0]) < len(lengths)
+    assert "set train.dynamic_length: true" in static_out
+    assert dynamic_checks == 0 and "warning" not in dynamic_out  # one graph: nothing to watch
