@@ -1,6 +1,7 @@
-"""Real training processes stopped with SIGTERM and SIGINT save, exit 143 / 130, and resume exactly;
-`--resume` works on a scheduler's first attempt; one writer per run folder (a lock left by a killed
-process is tested in test_crash_resume)."""
+"""Real training processes stopped by signals: SIGTERM and SIGINT save and exit 143 / 130, SIGKILL (at a
+step or in the middle of a checkpoint write) saves nothing more; every one resumes to exactly the state of
+an uninterrupted run. `--resume` works on a scheduler's first attempt; one writer per run folder, and the
+lock a killed process leaves behind blocks nothing."""
 
 import os
 import signal
@@ -22,8 +23,9 @@ SCRIPTS = Path(__file__).parent / "scripts"
 OVERRIDES = ["--train.grad_accum=2"]
 
 
-def gptft(*args, script=None):
-    command = [sys.executable, *([str(SCRIPTS / script)] if script else ["-m", "gptft"]), *args]
+def gptft(*args, script=()):
+    """`gptft *args`, or `python script... *args` for a script in scripts/ that wraps gptft's main."""
+    command = [sys.executable, *([str(SCRIPTS / script[0]), *script[1:]] if script else ["-m", "gptft"]), *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, GLOG_v="3"))
 
@@ -52,28 +54,60 @@ def uninterrupted(tmp_path_factory):
     return config, run, final_state(run)
 
 
-@pytest.mark.parametrize("sig, code, trial", [(signal.SIGTERM, 143, 0), (signal.SIGINT, 130, 1)])
-def test_signal_at_a_random_step_saves_and_resume_is_exact(tmp_path, uninterrupted, sig, code, trial):
-    config, _, reference = uninterrupted
-    total = reference[1]["step"]
-    at = int(np.random.default_rng(trial).integers(2, total // 2 - 1))  # inside the first epoch: nothing saved yet
-    run = tmp_path / "cut"
-    process = gptft("train", str(config), "--output-dir", str(run), *OVERRIDES)
-    wait_for_step(process, run, at)
+@pytest.fixture(scope="module")
+def uninterrupted_lora(tmp_path_factory):
+    """A LoRA run: its checkpoints hold only the adapters, new embedding rows, head and their moments."""
+    folder = tmp_path_factory.mktemp("interrupt-lora")
+    config = write_keyword_run(folder)
+    run = folder / "whole"
+    process = gptft("train", str(config), "--output-dir", str(run), *OVERRIDES, *LORA)
+    output = finish(process)
+    assert process.returncode == 0, output
+    return config, run, final_state(run)
+
+
+LORA = ["--train.lora.rank=4", "--train.lora.dropout=0.1"]
+
+
+def stop_with(sig, process, run: Path) -> tuple[int, str]:
+    """Sends `sig` to a training process, checks that it saved one checkpoint at the step in flight and
+    exited with the signal's code; returns that step and the process's output."""
+    before = ckpt.list_checkpoints(run / "checkpoints")
     process.send_signal(sig)
     output = finish(process)
     # MindSpore's runtime installs its own SIGINT handler whenever it runs a graph, and that handler sends
     # the process SIGTERM: a Ctrl-C that lands inside a graph stops the run as SIGTERM (143) does.
     heard = signal.SIGTERM if sig == signal.SIGINT and process.returncode == 143 else sig
-    assert process.returncode == 128 + heard == (code if heard == sig else 143), output
-    saved = ckpt.list_checkpoints(run / "checkpoints")
-    assert len(saved) == 1 and ckpt.verify(saved[0]) is None  # the only checkpoint is the one the signal asked for
+    assert process.returncode == 128 + heard, output
+    saved = [c for c in ckpt.list_checkpoints(run / "checkpoints") if c not in before]
+    assert len(saved) == 1 and ckpt.verify(saved[0]) is None  # the checkpoint the signal asked for
     stopped_at = int(saved[0].name.split("-")[1])
-    assert at <= stopped_at < total
     assert f"stopped by {heard.name} after step {stopped_at}" in output
     assert logged_steps(run) == stopped_at  # the step in flight finished; nothing after it started
+    return stopped_at, output
+
+
+def test_sigterm_then_sigint_at_random_steps_save_and_resume_is_exact(tmp_path, uninterrupted):
+    """SIGTERM in the first epoch, SIGINT to the resumed run in the second, then a resume to the end."""
+    config, _, reference = uninterrupted
+    total = reference[1]["step"]
+    rng = np.random.default_rng(0)
+    at = int(rng.integers(2, total // 2 - 1))  # inside the first epoch: nothing saved yet
+    run = tmp_path / "cut"
+    process = gptft("train", str(config), "--output-dir", str(run), *OVERRIDES)
+    wait_for_step(process, run, at)
+    assert ckpt.list_checkpoints(run / "checkpoints") == []
+    first_stop, _ = stop_with(signal.SIGTERM, process, run)
+    assert at <= first_stop < total // 2
+
+    at = int(rng.integers(total // 2 + 1, total - 1))  # inside the second epoch
+    process = gptft("train", str(config), "--output-dir", str(run), "--resume", *OVERRIDES)
+    wait_for_step(process, run, at)
+    second_stop, output = stop_with(signal.SIGINT, process, run)
+    assert f"(step {first_stop})" in output and at <= second_stop < total
+
     resumed = finish(gptft("train", str(config), "--output-dir", str(run), "--resume", *OVERRIDES))
-    assert f"resumed from {saved[0]} (step {stopped_at})" in resumed, resumed
+    assert f"(step {second_stop})" in resumed, resumed
     assert_same_state(run, reference)
 
 
@@ -81,7 +115,7 @@ def test_second_sigint_while_saving_corrupts_nothing(tmp_path, uninterrupted):
     config, _, reference = uninterrupted
     run = tmp_path / "cut"
     process = gptft("train", str(config), "--output-dir", str(run), *OVERRIDES,
-                    script="second_sigint_during_checkpoint.py")
+                    script=("second_sigint_during_checkpoint.py",))
     wait_for_step(process, run, 3)
     process.send_signal(signal.SIGINT)
     output = finish(process)
@@ -146,3 +180,46 @@ def test_pretraining_stopped_by_sigterm_resumes_exactly(tmp_path):
     resumed = finish(gptft("pretrain", str(config), "--output-dir", str(cut), "--resume"))
     assert f"(step {stopped_at})" in resumed, resumed
     assert_same_state(cut, reference)
+
+
+# SIGKILL: nothing is saved at the kill, so these runs checkpoint every step to resume from the last one.
+EVERY_STEP = ["--train.save_every=1"]
+
+
+def resume_and_compare(config, run, reference, *settings):
+    output = finish(gptft("train", str(config), "--output-dir", str(run), "--resume", *OVERRIDES, *EVERY_STEP,
+                          *settings))
+    assert "resumed from" in output, output
+    assert_same_state(run, reference)
+
+
+@pytest.mark.parametrize("trial, reference", [(0, "uninterrupted"), (1, "uninterrupted_lora")])
+def test_sigkill_at_a_random_step_then_resume(tmp_path, request, trial, reference):
+    config, _, reference = request.getfixturevalue(reference)
+    settings = LORA if trial else []
+    if settings:
+        assert not any(".attn.c_attn.weight" in name for name in reference[0])  # frozen: not checkpointed
+        assert any(name.endswith("lora_a") for name in reference[0])
+    total = reference[1]["step"]
+    kill_at = int(np.random.default_rng(trial).integers(2, total - 1))
+    run = tmp_path / "cut"
+    process = gptft("train", str(config), "--output-dir", str(run), *OVERRIDES, *EVERY_STEP, *settings)
+    wait_for_step(process, run, kill_at)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert logged_steps(run) < total
+    assert (run / ".gptft.lock").read_text().strip() == str(process.pid)  # left behind: it must block nothing
+    resume_and_compare(config, run, reference, *settings)
+
+
+def test_sigkill_during_a_checkpoint_write_then_resume(tmp_path, uninterrupted):
+    config, _, reference = uninterrupted
+    run = tmp_path / "cut"
+    process = gptft("train", str(config), "--output-dir", str(run), *OVERRIDES, *EVERY_STEP,
+                    script=("kill_during_checkpoint.py", "5"))
+    output = finish(process)
+    assert process.returncode == -signal.SIGKILL, output
+    leftovers = [p.name for p in (run / "checkpoints").iterdir()]
+    assert any(name.endswith(".partial") for name in leftovers)  # killed mid-write, for real
+    assert ckpt.latest_good(run / "checkpoints", warn=lambda m: None).name == ckpt.checkpoint_name(4)
+    resume_and_compare(config, run, reference)

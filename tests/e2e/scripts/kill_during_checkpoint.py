@@ -1,7 +1,7 @@
 """Run `gptft` and SIGKILL this very process in the middle of writing checkpoint number N.
 
 The kill lands after the tensors are written and before the manifest and the rename, the moment a
-non-atomic writer would leave a broken "latest" checkpoint behind. Used by tests/test_crash_resume.py:
+non-atomic writer would leave a broken "latest" checkpoint behind. Used by tests/e2e/test_interrupt.py:
 
     python kill_during_checkpoint.py N train config.yaml --output-dir DIR
 """
