@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from safetensors.numpy import load_file
 
@@ -27,32 +28,59 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(config, out: Path, logs: Path, *args) -> subprocess.Popen:
-    """`msrun` with two CPU workers running `gptft train config --output-dir out`."""
-    gptft_main = shutil.which("gptft") or str(Path(sys.executable).parent / "gptft")
-    launcher = subprocess.Popen([MSRUN, "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
-                                 "--join=True", f"--log_dir={logs}", str(gptft_main), "train", str(config),
-                                 "--output-dir", str(out), *OVERRIDES, *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-    yield_cpu_once_spawned(launcher)
-    return launcher
+class Launch:
+    """`msrun` with two CPU workers running `gptft train config --output-dir out`, paused while they run.
 
+    msrun --join=True waits for its workers in a loop that never sleeps: a whole core of this 2-core machine,
+    taken from the workers and the suite's other tests. Once it has started its scheduler and both workers,
+    this stops msrun (SIGSTOP: its children run on) and wakes it when both workers have ended; it then reaps
+    them, reports their exit codes and exits as it would have.
+    """
 
-def yield_cpu_once_spawned(launcher: subprocess.Popen) -> None:
-    """msrun --join=True waits for its workers in a loop that never sleeps: a whole core of this 2-core
-    machine, taken from the suite's other tests. Once it has started its scheduler and both workers (which
-    keep their own priority), it runs at the lowest priority."""
-    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children")  # msrun starts them from its main thread
-    deadline = time.time() + 120
-    while time.time() < deadline and launcher.poll() is None:
+    def __init__(self, config, out: Path, logs: Path, *args):
+        gptft_main = shutil.which("gptft") or str(Path(sys.executable).parent / "gptft")
+        self.msrun = subprocess.Popen([MSRUN, "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
+                                       "--join=True", f"--log_dir={logs}", str(gptft_main), "train", str(config),
+                                       "--output-dir", str(out), *OVERRIDES, *args],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+        self.workers = self._spawned_workers()
+        if self.workers:
+            self.msrun.send_signal(signal.SIGSTOP)
+
+    def _spawned_workers(self) -> list[psutil.Process]:
+        deadline = time.time() + 120
+        while time.time() < deadline and self.msrun.poll() is None:
+            try:
+                runs = [c for c in psutil.Process(self.msrun.pid).children() if "gptft" in " ".join(c.cmdline())]
+                workers = [c for c in runs if c.environ().get("MS_ROLE") == "MS_WORKER"]
+            except psutil.Error:  # a child (or msrun) ended between the two reads
+                runs, workers = [], []
+            if len(workers) == 2 and len(runs) == 3:  # and the scheduler
+                return workers
+            time.sleep(0.05)
+        return []  # msrun ended (or never spawned both): it runs on unpaused
+
+    def poll(self):
+        """None while a worker or (once woken) msrun runs, else msrun's exit code."""
+        if any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in self.workers):
+            return None
+        self.msrun.send_signal(signal.SIGCONT)
+        return self.msrun.poll()
+
+    def communicate(self, timeout: float) -> str:
+        """Waits for the workers, then for msrun; returns msrun's output (`returncode` is its exit code)."""
         try:
-            commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children.read_text().split()]
-        except OSError:  # a child (or msrun) ended between the two reads
-            commands = []
-        if sum(b"gptft" in command for command in commands) >= 3:
-            os.setpriority(os.PRIO_PROCESS, launcher.pid, 19)
-            return
-        time.sleep(0.05)
+            deadline = time.time() + timeout
+            while self.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+        finally:
+            self.msrun.send_signal(signal.SIGCONT)
+        output, _ = self.msrun.communicate(timeout=max(1.0, deadline - time.time()))
+        return output
+
+    @property
+    def returncode(self):
+        return self.msrun.returncode
 
 
 def what_msrun_said(output: str, logs: Path) -> str:
@@ -84,8 +112,8 @@ def two_workers(tmp_path_factory):
     text = config.read_text().splitlines()
     config.write_text("\n".join(line for line in text[1:]) + "\n")  # the last model line wins: drop the first
     logs = tmp_path / "msrun-logs"
-    launched = launch(config, tmp_path / "two", logs)
-    output, _ = launched.communicate(timeout=900)
+    launched = Launch(config, tmp_path / "two", logs)
+    output = launched.communicate(timeout=900)
     assert launched.returncode == 0, what_msrun_said(output, logs)
     return config, tmp_path / "two", logs
 
@@ -134,7 +162,7 @@ def worker_pid(out: Path, rank: int) -> int:
 def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_is_exact(tmp_path, two_workers):
     config, reference_dir, reference_logs = two_workers
     out = tmp_path / "cut"
-    cut = launch(config, out, tmp_path / "logs-cut")
+    cut = Launch(config, out, tmp_path / "logs-cut")
     deadline = time.time() + 600
     while logged_steps(out) < 3 and cut.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -147,8 +175,8 @@ def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_is_exact(tmp_pa
     step = int(saved[0].name.split("-")[1])
     assert f"stopped by SIGTERM after step {step}" in logs[0] and f"stopped by SIGTERM after step {step}" in logs[1]
     assert logged_steps(out) == step
-    resumed = launch(config, out, tmp_path / "logs-resumed", "--resume")
-    output, _ = resumed.communicate(timeout=900)
+    resumed = Launch(config, out, tmp_path / "logs-resumed", "--resume")
+    output = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, what_msrun_said(output, tmp_path / "logs-resumed")
     assert fingerprints(tmp_path / "logs-resumed") == fingerprints(reference_logs)
     assert_same_state(out, final_state(reference_dir))
