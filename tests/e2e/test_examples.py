@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gptft import GPT, GPTConfig
+from gptft import GPT, GPTConfig, TaskModel
 from gptft.tasks.heads import HEADS
 from helpers import write_keyword_run
 
@@ -34,8 +34,11 @@ def test_custom_head_example_trains_through_the_cli(tmp_path):
         assert main(argv) == 0
         task = json.loads((tmp_path / "run" / "model" / "task.json").read_text())
         assert task["head"] == "mean_pool"
-        test = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
-        assert test["split"] == "test" and test["accuracy"] >= 0.8
+        assert isinstance(TaskModel.from_pretrained(tmp_path / "run" / "model").head, example.MeanPoolHead)
+        records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+        validation = [r["accuracy"] for r in records if r.get("split") == "validation"]
+        assert validation[0] < 0.7 and max(validation) >= 0.95  # it learned the task, from chance
+        assert records[-1]["split"] == "test" and records[-1]["accuracy"] >= 0.8
     finally:
         HEADS.pop("mean_pool", None)
 
