@@ -19,11 +19,22 @@ from gptft import GPTConfig  # noqa: E402
 ms.set_device("CPU")
 
 
+# The order in which `--dist loadfile` hands files to the two workers (pyproject turns off xdist's own
+# order, most tests first, which left the end-to-end files of few long tests for last): the files of long
+# training runs first, so that both workers end on short unit-test files rather than one on a long file.
+LONG_FIRST = ("e2e", "training")
+
+
 def pytest_collection_modifyitems(items):
     """Everything under tests/e2e/ is end to end: `-m "not slow"` runs the rest in a few minutes."""
     for item in items:
         if "e2e" in item.path.parts:
             item.add_marker(pytest.mark.slow)
+
+    def rank(item):
+        return next((i for i, folder in enumerate(LONG_FIRST) if folder in item.path.parts), len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable: each file's tests stay together and in their order
 
 
 @pytest.fixture(autouse=True)
