@@ -186,34 +186,26 @@ def test_pretraining_stopped_by_sigterm_resumes_exactly(tmp_path):
 EVERY_STEP = ["--train.save_every=1"]
 
 
-def resume_and_compare(config, run, reference, *settings):
+def sigkill_at(step: int, run: Path, process) -> None:
+    """SIGKILL `process` once `run` has logged `step`; the lock it leaves behind must block nothing."""
+    wait_for_step(process, run, step)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (run / ".gptft.lock").read_text().strip() == str(process.pid)
+
+
+def resume_to_the_end(config, run, reference, *settings) -> None:
     output = finish(gptft("train", str(config), "--output-dir", str(run), "--resume", *OVERRIDES, *EVERY_STEP,
                           *settings))
     assert "resumed from" in output, output
     assert_same_state(run, reference)
 
 
-@pytest.mark.parametrize("trial, reference", [(0, "uninterrupted"), (1, "uninterrupted_lora")])
-def test_sigkill_at_a_random_step_then_resume(tmp_path, request, trial, reference):
-    config, _, reference = request.getfixturevalue(reference)
-    settings = LORA if trial else []
-    if settings:
-        assert not any(".attn.c_attn.weight" in name for name in reference[0])  # frozen: not checkpointed
-        assert any(name.endswith("lora_a") for name in reference[0])
-    total = reference[1]["step"]
-    kill_at = int(np.random.default_rng(trial).integers(2, total - 1))
-    run = tmp_path / "cut"
-    process = gptft("train", str(config), "--output-dir", str(run), *OVERRIDES, *EVERY_STEP, *settings)
-    wait_for_step(process, run, kill_at)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert logged_steps(run) < total
-    assert (run / ".gptft.lock").read_text().strip() == str(process.pid)  # left behind: it must block nothing
-    resume_and_compare(config, run, reference, *settings)
-
-
-def test_sigkill_during_a_checkpoint_write_then_resume(tmp_path, uninterrupted):
+def test_sigkill_during_a_checkpoint_write_then_at_a_random_step_and_resume_is_exact(tmp_path, uninterrupted):
+    """Killed while writing checkpoint 5 (after the tensors, before the manifest and the rename), resumed,
+    killed again at a random later step, resumed to the end."""
     config, _, reference = uninterrupted
+    total = reference[1]["step"]
     run = tmp_path / "cut"
     process = gptft("train", str(config), "--output-dir", str(run), *OVERRIDES, *EVERY_STEP,
                     script=("kill_during_checkpoint.py", "5"))
@@ -222,4 +214,22 @@ def test_sigkill_during_a_checkpoint_write_then_resume(tmp_path, uninterrupted):
     leftovers = [p.name for p in (run / "checkpoints").iterdir()]
     assert any(name.endswith(".partial") for name in leftovers)  # killed mid-write, for real
     assert ckpt.latest_good(run / "checkpoints", warn=lambda m: None).name == ckpt.checkpoint_name(4)
-    resume_and_compare(config, run, reference)
+
+    kill_at = int(np.random.default_rng(0).integers(6, total - 1))
+    process = gptft("train", str(config), "--output-dir", str(run), "--resume", *OVERRIDES, *EVERY_STEP)
+    sigkill_at(kill_at, run, process)
+    assert kill_at <= logged_steps(run) < total
+    resume_to_the_end(config, run, reference)
+
+
+def test_a_lora_run_killed_at_a_random_step_resumes_exactly(tmp_path, uninterrupted_lora):
+    config, _, reference = uninterrupted_lora
+    assert not any(".attn.c_attn.weight" in name for name in reference[0])  # frozen: not checkpointed
+    assert any(name.endswith("lora_a") for name in reference[0])
+    total = reference[1]["step"]
+    kill_at = int(np.random.default_rng(1).integers(2, total - 1))
+    run = tmp_path / "cut"
+    process = gptft("train", str(config), "--output-dir", str(run), *OVERRIDES, *EVERY_STEP, *LORA)
+    sigkill_at(kill_at, run, process)
+    assert logged_steps(run) < total
+    resume_to_the_end(config, run, reference, *LORA)
