@@ -78,6 +78,13 @@ class Launch:
         output, _ = self.msrun.communicate(timeout=max(1.0, deadline - time.time()))
         return output
 
+    def worker(self, rank: int) -> psutil.Process:
+        """The worker process of `rank` (msrun gives each its rank as MS_NODE_ID)."""
+        for worker in self.workers:
+            if worker.environ().get("MS_NODE_ID") == str(rank):
+                return worker
+        raise AssertionError(f"msrun started no worker of rank {rank}")
+
     @property
     def returncode(self):
         return self.msrun.returncode
@@ -145,20 +152,6 @@ def test_two_msrun_workers_match_one_process(tmp_path, two_workers):
     assert max(ratios) < 1e-3
 
 
-def worker_pid(out: Path, rank: int) -> int:
-    """The process id of the msrun worker of `rank` training into `out`."""
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if str(out).encode() in command and b"msrun" not in command[0] + (command[1] if len(command) > 1 else b"") \
-                and f"MS_NODE_ID={rank}".encode() in environ:
-            return int(entry.name)
-    raise AssertionError(f"no worker of rank {rank} for {out}")
-
-
 def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_is_exact(tmp_path, two_workers):
     config, reference_dir, reference_logs = two_workers
     out = tmp_path / "cut"
@@ -167,7 +160,7 @@ def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_is_exact(tmp_pa
     while logged_steps(out) < 3 and cut.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     assert cut.poll() is None, "the run ended before the signal could be sent"
-    os.kill(worker_pid(out, 1), signal.SIGTERM)  # only rank 1 hears it; rank 0 learns from the vote
+    cut.worker(1).send_signal(signal.SIGTERM)  # only rank 1 hears it; rank 0 learns from the vote
     cut.communicate(timeout=600)
     logs = {rank: (tmp_path / "logs-cut" / f"worker_{rank}.log").read_text() for rank in (0, 1)}
     saved = ckpt.list_checkpoints(out / "checkpoints")
