@@ -42,28 +42,27 @@ def wait_for_step(process, run: Path, step: int) -> None:
     assert process.poll() is None, "the run ended before the signal could be sent"
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The reference run, started the way a scheduler starts one: `--resume` into a folder with no run."""
-    folder = tmp_path_factory.mktemp("interrupt")
+def reference_run(folder: Path, *settings: str) -> tuple[Path, Path, dict]:
+    """An uninterrupted run with `settings`, started the way a scheduler starts one: `--resume` into a
+    folder with no run. Returns its config, its output folder and its final state."""
     config = write_keyword_run(folder)
     run = folder / "whole"
-    output = finish(gptft("train", str(config), "--output-dir", str(run), "--resume", *OVERRIDES))
-    assert "outputs in" in output, output
+    process = gptft("train", str(config), "--output-dir", str(run), "--resume", *OVERRIDES, *settings)
+    output = finish(process)
+    assert process.returncode == 0 and "outputs in" in output, output
     assert "starting the run from step 0" in output
     return config, run, final_state(run)
 
 
 @pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return reference_run(tmp_path_factory.mktemp("interrupt"))
+
+
+@pytest.fixture(scope="module")
 def uninterrupted_lora(tmp_path_factory):
     """A LoRA run: its checkpoints hold only the adapters, new embedding rows, head and their moments."""
-    folder = tmp_path_factory.mktemp("interrupt-lora")
-    config = write_keyword_run(folder)
-    run = folder / "whole"
-    process = gptft("train", str(config), "--output-dir", str(run), *OVERRIDES, *LORA)
-    output = finish(process)
-    assert process.returncode == 0, output
-    return config, run, final_state(run)
+    return reference_run(tmp_path_factory.mktemp("interrupt-lora"), *LORA)
 
 
 LORA = ["--train.lora.rank=4", "--train.lora.dropout=0.1"]
