@@ -100,3 +100,26 @@ def test_schema_prints_every_key_documented(capsys):
     assert main(["schema", "train"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "  lm_coef: 0.5" in "\n".join(lines) and all("  # " in line for line in lines)
+
+
+FREEZE_PROBE = """
+import gc, sys
+from gptft.commands.cli import main
+code = main(sys.argv[1:])
+print(code, gc.get_freeze_count(), "mindspore" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("argv, freezes", [(["eval", "no-such-run"], True), (["schema", "train"], False)])
+def test_commands_that_compile_freeze_mindspores_objects_and_the_others_do_not_load_it(tmp_path, argv, freezes):
+    """MindSpore collects garbage before each compile: a command that compiles freezes what the imports made,
+    so those collections skip it; `schema` (like `demo`'s parent and `doctor`) never loads MindSpore."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FREEZE_PROBE, *argv], capture_output=True, text=True, cwd=tmp_path)
+    code, frozen, loaded = done.stdout.split()[-3:]
+    if freezes:
+        assert (code, loaded) == ("2", "True") and int(frozen) > 100_000, done.stdout + done.stderr
+    else:
+        assert (code, frozen, loaded) == ("0", "0", "False"), done.stdout + done.stderr

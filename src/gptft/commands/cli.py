@@ -6,6 +6,8 @@ saves a checkpoint and exits with 143 or 130.
 """
 
 import argparse
+import gc
+import importlib
 import json
 import os
 import sys
@@ -196,11 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help: str, run, example: str = "") -> argparse.ArgumentParser:
+    def command(name: str, help: str, run, example: str = "", compiles: bool = True) -> argparse.ArgumentParser:
         epilog = OVERRIDES_HELP.format(command=name, example=example) if example else None
         sub = commands.add_parser(name, help=help, description=help, epilog=epilog,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-        sub.set_defaults(run=run)
+        sub.set_defaults(run=run, compiles=compiles)
         return sub
 
     train = command("train", "fine-tune on a task (YAML config)", _train, "configs/sst2.yaml")
@@ -261,25 +263,44 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--output", help="the folder to write (default RUN_DIR/export, /mindir or /adapter); "
                                             "must not exist or be empty")
 
-    demo = command("demo", "offline demo: pre-train a small GPT, fine-tune it on movie reviews", _demo)
+    demo = command("demo", "offline demo: pre-train a small GPT, fine-tune it on movie reviews", _demo,
+                   compiles=False)  # its parent process loads MindSpore only after pre-training
     demo.add_argument("--output-dir", default="runs/demo")
     demo.add_argument("--from-scratch", action="store_true", help="skip pre-training (to see what it adds)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--resume", action="store_true", help="continue a demo that a signal stopped")
 
-    doctor = command("doctor", "check this environment and say how to fix what is wrong", _doctor)
+    doctor = command("doctor", "check this environment and say how to fix what is wrong", _doctor, compiles=False)
     doctor.add_argument("--no-hub", action="store_true", help="skip the network check of the hub")
     doctor.add_argument("--clear-compile-cache", action="store_true",
                         help="delete every cached compiled graph first (GPTFT_COMPILE_CACHE=off turns caching off)")
 
-    schema = command("schema", "print every config key with an example value and what it means", _schema)
+    schema = command("schema", "print every config key with an example value and what it means", _schema,
+                     compiles=False)
     schema.add_argument("command_name", choices=["train", "zeroshot", "pretrain"], metavar="{train,zeroshot,pretrain}",
                         help="the command whose config to describe")
     return parser
 
 
+def _freeze_imports() -> None:
+    """Load MindSpore, then exempt the objects that exist from garbage collection (once per process).
+
+    MindSpore collects garbage before it compiles each graph, and a full collection scans every object in
+    the process, most of them made by MindSpore's import and alive until the process ends
+    (docs/performance-cpu.md#compile-time). Frozen, they are no longer scanned; what the command makes
+    afterwards still is.
+    """
+    if gc.get_freeze_count():
+        return  # frozen already (main called again in one process)
+    importlib.import_module("mindspore")
+    gc.collect()
+    gc.freeze()
+
+
 def main(argv=None) -> int:
     args, extra = build_parser().parse_known_args(argv)
+    if args.compiles:
+        _freeze_imports()
     from ..errors import GptftError
     from ..training.interrupt import TrainingInterrupted
     from .stage import StageFailed
