@@ -38,17 +38,16 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_collection_finish(session):
-    """MindSpore runs a full garbage collection before it compiles each graph, and in a test process that
-    has imported MindSpore, torch and transformers one takes about 0.3 s. Frozen once collection has
-    imported the test modules (and the reference models' modules with them), the objects that live as long
-    as the process are no longer scanned; what the tests create still is."""
-    import gc
+    """Freeze each test process's imports as the `gptft` command freezes its own: in a process holding
+    MindSpore, torch and transformers, the collection MindSpore runs before each compile takes about 0.3 s.
+    Done once collection has imported the test modules, with the reference models' modules imported first."""
     import importlib
+
+    from gptft.commands.cli import _freeze_imports
 
     for reference in ("transformers.models.gpt2.modeling_gpt2", "transformers.models.openai.modeling_openai"):
         importlib.import_module(reference)
-    gc.collect()
-    gc.freeze()
+    _freeze_imports()
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -114,9 +116,6 @@ print(code, gc.get_freeze_count(), "mindspore" in sys.modules)
 def test_commands_that_compile_freeze_mindspores_objects_and_the_others_do_not_load_it(tmp_path, argv, freezes):
     """MindSpore collects garbage before each compile: a command that compiles freezes what the imports made,
     so those collections skip it; `schema` (like `demo`'s parent and `doctor`) never loads MindSpore."""
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-c", FREEZE_PROBE, *argv], capture_output=True, text=True, cwd=tmp_path)
     code, frozen, loaded = done.stdout.split()[-3:]
     if freezes:
