@@ -186,7 +186,7 @@ def test_dynamic_length_fine_tunes_like_a_graph_per_length_and_only_those_graphs
     assert len(static.gradients.compile_cache) == len(lengths) == 5
     assert len(dynamic.gradients.compile_cache) == 1
     for step in (static, dynamic):  # the updates' graphs never depend on the batch shape
-        assert step.optimizer.compile_cache_sizes() == [1] * len(step.optimizer.groups[True])
+        assert step.optimizer.compile_cache_sizes() and set(step.optimizer.compile_cache_sizes()) == {1}
     # Checked after each step that met a new length until the warning (the third check), then never again.
     warnings = re.findall(r"warning: the process holds 7.5 of the machine's 10.0 GB after compiling the step "
                           r"for (\d) batch shapes", static_out)

@@ -6,10 +6,13 @@ per-step scalars the caller passes in (`adam_scalars`): with lr_t = lr·sqrt(1-�
 eps_t = eps·sqrt(1-β2^t), the kernel's `w -= lr_t·(m/(sqrt(v)+eps_t) + decay_t·w)` equals AdamW's
 `w -= lr·wd·w + lr·m̂/(sqrt(v̂)+eps)` when decay_t = wd·lr/lr_t. It is exact like
 `experimental.optim.AdamW` without that optimizer's compile time (docs/performance-cpu.md#optimizer).
-The updates run outside the gradient graph, in small graphs of a few dozen parameters each.
+The updates run outside the gradient graph, one small graph per segment of the parameters (a numbered
+layer's, see `segments`); segments of the same shapes share one compiled graph, so a 12-block model
+compiles three update graphs, not one graph of 148 updates (docs/performance-cpu.md#compile-time).
 """
 
 import math
+import re
 
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
@@ -29,13 +32,38 @@ def adam_scalars(step: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, we
     return lr_t, eps * correction2, decay_t
 
 
-# Parameters per update graph: GPT-1's 148 in one; larger models get a few graphs of this size, which each
-# compile in seconds (docs/performance-cpu.md#compile-time).
+# The most parameters one segment holds: a run of unnumbered parameters longer than this is cut.
 GROUP_SIZE = 150
 
 
+def _layer(name: str) -> str | None:
+    """The path of the numbered layer a parameter belongs to (`model.backbone.h.3` for
+    `model.backbone.h.3.attn.c_attn.weight`), or None for a parameter outside any numbered layer."""
+    match = re.match(r"(.*?(?:^|\.)\d+)(?:\.|$)", name)
+    return match.group(1) if match else None
+
+
+def segments(params, most: int = GROUP_SIZE) -> list[tuple[int, int]]:
+    """`params` cut into consecutive `(start, stop)` runs: one per numbered layer (`h.0`, `h.1`, ...), one
+    per run of parameters between them, none longer than `most`.
+
+    A model's repeated layers give segments of the same shapes, which share one compiled graph wherever
+    the segments are computed on (the updates here, the gradient norm in `TrainStep`).
+    """
+    cuts, start = [], 0
+    for i in range(1, len(params) + 1):
+        if i == len(params) or i - start == most or _layer(params[i].name) != _layer(params[start].name):
+            cuts.append((start, i))
+            start = i
+    return cuts
+
+
+def shapes_of(tensors) -> tuple:
+    return tuple(tuple(t.shape) for t in tensors)
+
+
 class AdamW:
-    """Decoupled-weight-decay Adam over `params`, applied by one small compiled graph per group of them.
+    """Decoupled-weight-decay Adam over `params`, applied segment by segment (see `segments`).
 
     `apply(grads, scalars, scale)` updates every parameter with `scale * grad` (the clipping factor);
     `scalars(step, lr)` are the kernel's per-step scalars. The moments are parameters (`adam_m.*`,
@@ -50,8 +78,8 @@ class AdamW:
         self.betas = tuple(float(b) for b in betas)
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
-        self.group_size = group_size
-        self.groups = {}  # scaled or not -> the update cells, built on first use
+        self.segments = segments(self.params, group_size)
+        self.updates = {}  # (scaled, shapes, decayed) -> the update cell serving every segment like that
 
     def scalars(self, step: int, lr: float) -> tuple[Tensor, Tensor, Tensor]:
         """The kernel's scalars for update `step` (1-based) at learning rate `lr`, as float32 tensors."""
@@ -59,41 +87,45 @@ class AdamW:
 
     def apply(self, grads, scalars, scale=None) -> None:
         """One update of every parameter with `grads` (in `params` order), times `scale` if given."""
-        scaled = scale is not None
-        if scaled not in self.groups:
-            n = len(self.params)
-            self.groups[scaled] = [_Update(self, start, min(start + self.group_size, n), scaled)
-                                   for start in range(0, n, self.group_size)]
-        extra = (scale,) if scaled else ()
-        for group in self.groups[scaled]:
-            group(*scalars, *extra, *grads[group.start:group.stop])
+        extra = () if scale is None else (scale,)
+        for start, stop in self.segments:
+            params = self.params[start:stop]
+            decayed = tuple(decays(p) for p in params)
+            key = (scale is not None, shapes_of(params), decayed)
+            if key not in self.updates:
+                self.updates[key] = _Update(self.betas, decayed, scale is not None)
+            # Tensors over the parameters' own memory, which the kernel updates in place: passed as
+            # Parameters, each segment would compile its own graph.
+            state = [Tensor(x) for x in (*params, *self.m[start:stop], *self.v[start:stop])]
+            self.updates[key](*scalars, *extra, *state, *grads[start:stop])
+        # Reading a parameter waits only for work queued on the parameter itself, not on these views of
+        # it: without this, PyNative could read (or checkpoint) a parameter before its update lands.
+        ms.runtime.synchronize()
 
     def compile_cache_sizes(self) -> list[int]:
         """Graphs compiled by each update cell (one each, whatever the batch shapes)."""
-        return [len(group.compile_cache) for groups in self.groups.values() for group in groups]
+        return [len(cell.compile_cache) for cell in self.updates.values()]
 
 
 class _Update(nn.Cell):
-    """The fused `AdamWeightDecay` kernel on parameters `start:stop` of an `AdamW`, one graph."""
+    """The fused `AdamWeightDecay` kernel on one segment's parameters, moments and gradients, in one graph."""
 
-    def __init__(self, optimizer: AdamW, start: int, stop: int, scaled: bool):
+    def __init__(self, betas, decayed: tuple, scaled: bool):
         super().__init__()
-        self.start, self.stop, self.scaled = start, stop, scaled
-        self.params = ParameterTuple(list(optimizer.params)[start:stop])
-        self.m = ParameterTuple(list(optimizer.m)[start:stop])
-        self.v = ParameterTuple(list(optimizer.v)[start:stop])
-        self.decayed = tuple(decays(p) for p in self.params)
-        self.beta1 = Tensor(optimizer.betas[0], ms.float32)
-        self.beta2 = Tensor(optimizer.betas[1], ms.float32)
+        self.decayed, self.scaled = decayed, scaled
+        self.beta1 = Tensor(betas[0], ms.float32)
+        self.beta2 = Tensor(betas[1], ms.float32)
         self.zero = Tensor(0.0, ms.float32)
         self.kernel = ops.AdamWeightDecay()
 
-    def construct(self, lr, eps, decay, *scale_and_grads):
-        scale, grads = (scale_and_grads[0], scale_and_grads[1:]) if self.scaled else (None, scale_and_grads)
-        for param, m, v, grad, decayed in zip(self.params, self.m, self.v, grads, self.decayed):
-            if scale is not None:
-                grad = grad * scale
-            self.kernel(param, m, v, lr, self.beta1, self.beta2, eps, decay if decayed else self.zero, grad)
+    def construct(self, lr, eps, decay, *rest):
+        scale, rest = (rest[0], rest[1:]) if self.scaled else (None, rest)
+        n = len(self.decayed)
+        params, m, v, grads = rest[:n], rest[n:2 * n], rest[2 * n:3 * n], rest[3 * n:]
+        for i in range(n):
+            grad = grads[i] if scale is None else grads[i] * scale
+            self.kernel(params[i], m[i], v[i], lr, self.beta1, self.beta2, eps,
+                        decay if self.decayed[i] else self.zero, grad)
         return lr
 
 
