@@ -6,9 +6,9 @@ per-step scalars the caller passes in (`adam_scalars`): with lr_t = lr·sqrt(1-�
 eps_t = eps·sqrt(1-β2^t), the kernel's `w -= lr_t·(m/(sqrt(v)+eps_t) + decay_t·w)` equals AdamW's
 `w -= lr·wd·w + lr·m̂/(sqrt(v̂)+eps)` when decay_t = wd·lr/lr_t. It is exact like
 `experimental.optim.AdamW` without that optimizer's compile time (docs/performance-cpu.md#optimizer).
-The updates run outside the gradient graph, one small graph per segment of the parameters (a numbered
-layer's, see `segments`); segments of the same shapes share one compiled graph, so a 12-block model
-compiles three update graphs, not one graph of 148 updates (docs/performance-cpu.md#compile-time).
+The updates run outside the gradient graph, one small graph call per segment of the parameters (a
+numbered layer's, or the rest, see `segments`); segments of the same shapes share one compiled graph, so
+a 12-block model compiles two update graphs, not one of 148 updates (docs/performance-cpu.md#compile-time).
 """
 
 import math
@@ -32,7 +32,7 @@ def adam_scalars(step: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, we
     return lr_t, eps * correction2, decay_t
 
 
-# The most parameters one segment holds: a run of unnumbered parameters longer than this is cut.
+# Parameters per norm graph (`TrainStep`) and per update graph: GPT-1's 148 in one norm graph.
 GROUP_SIZE = 150
 
 
@@ -43,23 +43,16 @@ def _layer(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def segments(params, most: int = GROUP_SIZE) -> list[tuple[int, int]]:
-    """`params` cut into consecutive `(start, stop)` runs: one per numbered layer (`h.0`, `h.1`, ...), one
-    per run of parameters between them, none longer than `most`.
-
-    A model's repeated layers give segments of the same shapes, which share one compiled graph wherever
-    the segments are computed on (the updates here, the gradient norm in `TrainStep`).
+def segments(params, most: int = GROUP_SIZE) -> list[list[int]]:
+    """The indices of `params` in update segments: one per numbered layer (`h.0`, `h.1`, ...), in order,
+    after one for every parameter outside them (the embeddings, a final norm, the head); none longer
+    than `most`. A model's repeated layers give segments of the same shapes, which share one graph.
     """
-    cuts, start = [], 0
-    for i in range(1, len(params) + 1):
-        if i == len(params) or i - start == most or _layer(params[i].name) != _layer(params[start].name):
-            cuts.append((start, i))
-            start = i
-    return cuts
-
-
-def shapes_of(tensors) -> tuple:
-    return tuple(tuple(t.shape) for t in tensors)
+    layers = {}
+    for i, param in enumerate(params):
+        layers.setdefault(_layer(param.name), []).append(i)
+    rest = layers.pop(None, [])
+    return [group[at:at + most] for group in (rest, *layers.values()) for at in range(0, len(group), most)]
 
 
 class AdamW:
@@ -78,6 +71,7 @@ class AdamW:
         self.betas = tuple(float(b) for b in betas)
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
+        self.group_size = group_size
         self.segments = segments(self.params, group_size)
         self.updates = {}  # (scaled, shapes, decayed) -> the update cell serving every segment like that
 
@@ -88,19 +82,20 @@ class AdamW:
     def apply(self, grads, scalars, scale=None) -> None:
         """One update of every parameter with `grads` (in `params` order), times `scale` if given."""
         extra = () if scale is None else (scale,)
-        for start, stop in self.segments:
-            params = self.params[start:stop]
+        compiled = ms.get_context("mode") == ms.GRAPH_MODE
+        for segment in self.segments:
+            params = [self.params[i] for i in segment]
             decayed = tuple(decays(p) for p in params)
-            key = (scale is not None, shapes_of(params), decayed)
+            key = (scale is not None, tuple(tuple(p.shape) for p in params), decayed)
             if key not in self.updates:
                 self.updates[key] = _Update(self.betas, decayed, scale is not None)
-            # Tensors over the parameters' own memory, which the kernel updates in place: passed as
-            # Parameters, each segment would compile its own graph.
-            state = [Tensor(x) for x in (*params, *self.m[start:stop], *self.v[start:stop])]
-            self.updates[key](*scalars, *extra, *state, *grads[start:stop])
-        # Reading a parameter waits only for work queued on the parameter itself, not on these views of
-        # it: without this, PyNative could read (or checkpoint) a parameter before its update lands.
-        ms.runtime.synchronize()
+            state = (*params, *(self.m[i] for i in segment), *(self.v[i] for i in segment))
+            if compiled:
+                # Tensors over the parameters' own memory, which the kernel updates in place: passed as
+                # Parameters, each segment would compile its own graph. Not in PyNative, which compiles
+                # nothing, and where reading a parameter would not wait for the work queued on a view of it.
+                state = [Tensor(x) for x in state]
+            self.updates[key](*scalars, *extra, *state, *(grads[i] for i in segment))
 
     def compile_cache_sizes(self) -> list[int]:
         """Graphs compiled by each update cell (one each, whatever the batch shapes)."""

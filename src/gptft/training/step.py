@@ -20,7 +20,7 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from ..model.layers import named_parameters
 from .device import release_freed_memory
-from .optim import AdamW, shapes_of
+from .optim import AdamW
 
 
 def any_shape(arrays) -> list[Tensor]:
@@ -81,14 +81,14 @@ class _Gradients(nn.Cell):
 
 
 class _SquaredSum(nn.Cell):
-    """`total` plus the sum of squares of some tensors, one small graph (the gradient norm, a segment of the
-    parameters at a time, see `optim.segments`).
+    """The sum of squares of some tensors, one small graph (the gradient norm, a group at a time).
 
     A chain of two-input adds over flattened tensors: one `AddN` of every tensor's sum compiled about
     seven times slower, and 2-D reductions ran three times slower (docs/performance-cpu.md#compile-time).
     """
 
-    def construct(self, total, *tensors):
+    def construct(self, *tensors):
+        total = ops.zeros((), ms.float32)
         for t in tensors:
             flat = t.reshape(-1)
             total = total + ops.reduce_sum(flat * flat)
@@ -120,7 +120,7 @@ class TrainStep:
         self.accumulate = int(accumulate)
         self.loss_scaler = loss_scaler
         self.gradients = _Gradients(loss_cell, optimizer.params, world_size, self.accumulate, loss_scaler)
-        self.squared_sums = {}  # parameter shapes -> the norm cell serving every segment of those shapes
+        self.squared_sums = [(start, _SquaredSum()) for start in range(0, len(optimizer.params), optimizer.group_size)]
         # The running sum starts from these zeros (never written: the graph returns new tensors).
         self.zeros = [Tensor(np.zeros(p.shape, np.float32)) for p in optimizer.params] if accumulate > 1 else []
 
@@ -162,17 +162,7 @@ class TrainStep:
     def compiled_graphs(self) -> int:
         """How many graphs the step has compiled so far (the gradient graph per shape, and the updates)."""
         return (len(self.gradients.compile_cache) + sum(self.optimizer.compile_cache_sizes())
-                + sum(len(cell.compile_cache) for cell in self.squared_sums.values()))
-
-    def _squared_norm(self, grads) -> Tensor:
-        """The sum of the squares of every element of `grads`, one chain through the segments in order."""
-        total = Tensor(0.0, ms.float32)
-        for start, stop in self.optimizer.segments:
-            key = shapes_of(grads[start:stop])
-            if key not in self.squared_sums:
-                self.squared_sums[key] = _SquaredSum()
-            total = self.squared_sums[key](total, *grads[start:stop])
-        return total
+                + sum(len(cell.compile_cache) for _, cell in self.squared_sums))
 
     def train_on(self, micro_batches, step: int, lr: float) -> tuple[dict, float]:
         """Optimizer step number `step` (1-based) at learning rate `lr` on its `accumulate` micro-batches.
@@ -186,7 +176,9 @@ class TrainStep:
         for batch in micro_batches:
             losses, running, *finite = self.gradients(*self.inputs(batch), *running)
             parts.append([float(x) for x in losses])
-        norm = float(np.sqrt(float(self._squared_norm(running)))) / self.accumulate
+        size = self.optimizer.group_size
+        squares = sum(float(cell(*running[start:start + size])) for start, cell in self.squared_sums)
+        norm = float(np.sqrt(squares)) / self.accumulate
         if self.loss_scaler is not None:
             self.loss_scaler.adjust(finite[0])
             if not bool(finite[0]):
