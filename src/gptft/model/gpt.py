@@ -73,30 +73,31 @@ class CausalSelfAttention(nn.Cell):
         # length is dynamic (one graph for every batch length, see TrainStep.compile_for_any_length).
         self.split_qkv = ops.Split(axis=-1, output_num=3)
 
-    def _heads(self, x, B, T):
-        return ops.transpose(x.reshape(B, T, self.n_head, self.head_size), (0, 2, 1, 3))  # (B, nh, T, hs)
+    def _heads(self, x, T):
+        return ops.transpose(x.reshape(-1, T, self.n_head, self.head_size), (0, 2, 1, 3))  # (B, nh, T, hs)
 
-    def construct(self, x, keep_probs=None, keep_out=None, cache=None):
+    def construct(self, x, T, keep_probs=None, keep_out=None, cache=None):
+        # x: (B * T, C), the rows of B sequences of T tokens (see GPT.construct).
         # cache: None, or (keys, values, write, bias) for generation: earlier keys and values
         # (B, nh, S, hs), a one-hot (B, 1, S, T) that puts each new token's key and value into its slot, and
         # the (B, 1, T, S) scores to add (0 for the slots a token sees). Returns the updated keys and values too.
-        B, T, C = x.shape
+        C = x.shape[-1]
         # Split, then move heads forward: far faster on CPU than indexing a (3, B, nh, T, hs) tensor.
         q, k, v = self.split_qkv(self.c_attn(x))
-        q, k, v = self._heads(q, B, T), self._heads(k, B, T), self._heads(v, B, T)
+        q, k, v = self._heads(q, T), self._heads(k, T), self._heads(v, T)
         if cache is None:
             bias = self.causal_mask[:, :, :T, :T]
         else:
             k_cache, v_cache, write, bias = cache
             kept = 1.0 - write.sum(-1, keepdims=True)  # (B, 1, S, 1): zero at the slots written now
-            write = ops.broadcast_to(write, (B, self.n_head) + write.shape[2:])
+            write = ops.broadcast_to(write, (q.shape[0], self.n_head) + write.shape[2:])
             k = k_cache * kept + self.av(write, k)
             v = v_cache * kept + self.av(write, v)
         att = self.qk(q * self.scale, k)
         att = att + ops.broadcast_to(bias, att.shape)  # (B, nh, T, T or S); explicit, as in layers.Linear
         att = self.attn_dropout(ops.softmax(att, axis=-1), keep_probs)
         y = self.av(att, v)  # (B, nh, T, hs)
-        y = ops.transpose(y, (0, 2, 1, 3)).reshape(B, T, C)
+        y = ops.transpose(y, (0, 2, 1, 3)).reshape(-1, C)
         y = self.resid_dropout(self.c_proj(y), keep_out)
         if cache is None:
             return y
@@ -131,12 +132,13 @@ class Block(nn.Cell):
         self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
         self.mlp = MLP(config, rng)
 
-    def construct(self, x, keep=None, cache=None):
+    def construct(self, x, T, keep=None, cache=None):
+        # x: (B * T, C) rows, T tokens a sequence (see GPT.construct).
         # keep: None (masks drawn in the graph) or the (attention, attention output, MLP) keep masks.
         # cache: None, or the attention's key/value cache for generation (CausalSelfAttention.construct);
         # then the block returns its output and the updated keys and values.
         probs, attn_out, mlp_out = (None, None, None) if keep is None else keep
-        out = self.attn(self.ln_1(x) if self.pre_ln else x, probs, attn_out, cache)
+        out = self.attn(self.ln_1(x) if self.pre_ln else x, T, probs, attn_out, cache)
         attended = out if cache is None else out[0]
         if self.pre_ln:
             x = x + attended
@@ -189,27 +191,31 @@ class GPT(nn.Cell):
         # cache: None, or (positions, caches, write, bias) for generation (model/generation.py): the
         # tokens' positions (B, T), every block's keys then values, and the slots written and seen (see
         # CausalSelfAttention.construct). Then the updated caches are returned beside the hidden states.
-        T = ids.shape[-1]
+        # Between the embeddings and the output the hidden states are (B * T, C) rows, the shape every
+        # linear layer and layer norm computes on, so none of them reshapes its input and back: a reshape
+        # costs no time, but each is one more node in the graph to compile and in its gradient.
+        T, C = ids.shape[-1], self.config.n_embd
         updated = ()
         if cache is not None:
             positions, caches, write, bias = cache
-            x = self.wte(ids) + self.wpe(positions)
+            x = (self.wte(ids) + self.wpe(positions)).reshape(-1, C)
             for i, block in enumerate(self.h):
-                x, k, v = block(x, None, (caches[2 * i], caches[2 * i + 1], write, bias))
+                x, k, v = block(x, T, None, (caches[2 * i], caches[2 * i + 1], write, bias))
                 updated = updated + (k, v)
         else:
             x = self.wte(ids)
-            x = x + ops.broadcast_to(self.wpe(self.position_ids[:T]), x.shape)  # (B, T, C); as in layers.Linear
+            x = (x + ops.broadcast_to(self.wpe(self.position_ids[:T]), x.shape)).reshape(-1, C)  # as in layers.Linear
             if keep is None:
                 x = self.drop(x)
                 for block in self.h:
-                    x = block(x)
+                    x = block(x, T)
             else:  # keep[0] for the embeddings, then three masks per block (see draw_keep_masks)
                 x = self.drop(x, keep[0])
                 for i, block in enumerate(self.h):
-                    x = block(x, keep[1 + 3 * i:4 + 3 * i])
+                    x = block(x, T, keep[1 + 3 * i:4 + 3 * i])
         if self.ln_f is not None:
             x = self.ln_f(x)
+        x = x.reshape(-1, T, C)
         if cache is None:
             return x
         return x, updated
@@ -242,14 +248,14 @@ class GPT(nn.Cell):
 
     def draw_keep_masks(self, B: int, T: int, advance: bool = True) -> tuple:
         """The dropout masks of the next training call on `(B, T)` ids, drawn on the host: the embeddings'
-        `(B, T, C)`, then per block the attention probabilities' `(B, n_head, T, T)` and the attention and
-        MLP outputs' `(B, T, C)`. Counts the call (unless not `advance`), so checkpoints resume the same
-        sequence of masks."""
+        `(B * T, C)`, then per block the attention probabilities' `(B, n_head, T, T)` and the attention and
+        MLP outputs' `(B * T, C)` (the blocks' rows, see `construct`). Counts the call (unless not
+        `advance`), so checkpoints resume the same sequence of masks."""
         C, H = self.config.n_embd, self.config.n_head
-        masks = [self.drop.draw((B, T, C), advance)]
+        masks = [self.drop.draw((B * T, C), advance)]
         for block in self.h:
             masks += [block.attn.attn_dropout.draw((B, H, T, T), advance),
-                      block.attn.resid_dropout.draw((B, T, C), advance), block.mlp.dropout.draw((B, T, C), advance)]
+                      block.attn.resid_dropout.draw((B * T, C), advance), block.mlp.dropout.draw((B * T, C), advance)]
         return tuple(masks)
 
     def lm_logits(self, hidden):
