@@ -96,6 +96,38 @@ def test_dropout_mask_is_the_same_compiled():
     np.testing.assert_array_equal(y.ravel() != 0, reference_mask(net.drop, 0, 150))
 
 
+def test_dropout_applies_a_host_mask_the_same_by_select_as_by_product():
+    """`select=True` (the attention probabilities' dropout) must give the values and gradients of the
+    product bit for bit, with the dropped elements zero."""
+
+    class Net(nn.Cell):
+        def __init__(self, select):
+            super().__init__()
+            self.drop = Dropout(0.3, select=select)
+
+        def construct(self, x, keep, cotangent):
+            return (self.drop(x, keep) * cotangent).sum()
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(0)
+    x, cotangent = (Tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32)) for _ in range(2))
+    results = []
+    for select in (False, True):
+        net = Net(select)
+        seed_dropout(net.drop, 0)
+        net.set_train(True)
+        keep = net.drop.draw(x.shape)
+        value, grad = ms.value_and_grad(net, grad_position=0)(x, Tensor(keep), cotangent)
+        results.append((keep, value.asnumpy(), grad.asnumpy()))
+    (keep, value, grad), (keep_select, value_select, grad_select) = results
+    np.testing.assert_array_equal(keep, keep_select)
+    assert 0 < keep.mean() < 1
+    np.testing.assert_array_equal(value_select, value)
+    np.testing.assert_array_equal(grad_select, grad)
+    np.testing.assert_array_equal(grad[~keep], 0)
+    np.testing.assert_allclose(grad[keep], cotangent.asnumpy()[keep] / 0.7, rtol=1e-6)
+
+
 @pytest.mark.parametrize("p", [-0.1, 1.0])
 def test_dropout_rejects_bad_probability(p):
     with pytest.raises(ValueError, match="dropout probability"):

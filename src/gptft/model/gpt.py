@@ -62,7 +62,7 @@ class CausalSelfAttention(nn.Cell):
         self.scale = 1.0 / math.sqrt(config.head_size)
         self.c_attn = _linear(rng, config.n_embd, 3 * config.n_embd, config.init_std)
         self.c_proj = _linear(rng, config.n_embd, config.n_embd, config.init_std)
-        self.attn_dropout = Dropout(config.attn_pdrop)
+        self.attn_dropout = Dropout(config.attn_pdrop, select=True)
         self.resid_dropout = Dropout(config.resid_pdrop)
         # Built once here; construct slices it to the sequence length, which compiles to a constant.
         causal = np.triu(np.full((config.block_size, config.block_size), _MASKED, np.float32), k=1)

@@ -84,10 +84,16 @@ class Dropout(nn.Cell):
 
     Args:
         p: probability of zeroing an element, in ``[0, 1)``.
+        select: apply a host-made mask with `select` instead of multiplying by it, with the same values and
+            gradients bit for bit: the gradient graph then keeps the boolean mask for the backward pass
+            rather than a float copy of it. That pays for large masks (the attention probabilities',
+            `(B, n_head, T, T)`); on `(B * T, C)` masks the extra graph nodes cost more memory than it saves
+            (docs/performance-cpu.md#graph-memory).
     """
 
-    def __init__(self, p: float):
+    def __init__(self, p: float, select: bool = False):
         super().__init__()
+        self.select = select
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = float(p)
@@ -120,6 +126,8 @@ class Dropout(nn.Cell):
         if not self.training or self.p == 0.0:
             return x
         if keep is not None:
+            if self.select:
+                return ops.select(keep, x * self.scale, ops.zeros_like(x))
             return x * keep.astype(x.dtype) * self.scale
         seed = self._mix(self.calls.astype(ms.uint32) * _U_MUL_A + self.key.astype(ms.uint32))
         ops.assign_add(self.calls, ops.ones((1,), ms.int32))
