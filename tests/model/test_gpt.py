@@ -96,6 +96,26 @@ def test_graph_mode_forward_and_backward_match_pynative(rng, layout):
     assert all(np.abs(g).max() > 0 for g in eager[2])  # every parameter, embeddings included, learns
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_training_computes_the_attention_of_evaluation(rng, layout):
+    """Training takes the attention probabilities as exp(log_softmax), evaluation as softmax (the
+    gradient graph keeps less of the first): with dropout off, the same values and gradients."""
+    config = GPTConfig.preset("tiny", layout=layout, embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
+    model = GPT(config, seed=5)
+    ids = random_ids(rng, (3, 11))
+    grad_fn = ms.value_and_grad(lambda x: lm_loss(model, x), None, model.trainable_params())
+    results = {}
+    for training in (False, True):
+        model.set_train(training)
+        loss, grads = grad_fn(ids)
+        results[training] = model(ids).asnumpy(), float(loss.asnumpy()), [g.asnumpy() for g in grads]
+    (hidden_eval, loss_eval, grads_eval), (hidden_train, loss_train, grads_train) = results[False], results[True]
+    np.testing.assert_allclose(hidden_train, hidden_eval, atol=1e-5)
+    assert loss_train == pytest.approx(loss_eval, rel=1e-6)
+    for trained, evaluated in zip(grads_train, grads_eval):
+        np.testing.assert_allclose(trained, evaluated, rtol=1e-4, atol=1e-6)
+
+
 def test_dropout_is_active_only_in_training(rng):
     model = GPT(GPTConfig.preset("tiny"))
     ids = random_ids(rng, (2, 5))

@@ -95,7 +95,15 @@ class CausalSelfAttention(nn.Cell):
             v = v_cache * kept + self.av(write, v)
         att = self.qk(q * self.scale, k)
         att = att + ops.broadcast_to(bias, att.shape)  # (B, nh, T, T or S); explicit, as in layers.Linear
-        att = self.attn_dropout(ops.softmax(att, axis=-1), keep_probs)
+        if self.training:
+            # exp(log_softmax) rather than softmax in training: the same probabilities to float rounding,
+            # but the gradient graph keeps two (B, nh, T, T) tensors of it instead of the five that
+            # MindSpore's CPU Softmax keeps (docs/performance-cpu.md#graph-memory). In inference, where
+            # nothing is kept, Softmax is the faster kernel.
+            probs = ops.exp(ops.log_softmax(att, axis=-1))
+        else:
+            probs = ops.softmax(att, axis=-1)
+        att = self.attn_dropout(probs, keep_probs)
         y = self.av(att, v)  # (B, nh, T, hs)
         y = ops.transpose(y, (0, 2, 1, 3)).reshape(-1, C)
         y = self.resid_dropout(self.c_proj(y), keep_out)
