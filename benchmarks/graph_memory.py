@@ -17,6 +17,12 @@ import sys
 import time
 
 
+def rss_gb() -> float:
+    """This process's resident set now, in GB."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096 / 1e9
+
+
 def measure(order: list[int], batch: int, dynamic: bool, steps: int) -> list[dict]:
     import mindspore as ms
     import numpy as np
@@ -27,10 +33,6 @@ def measure(order: list[int], batch: int, dynamic: bool, steps: int) -> list[dic
     from gptft.tasks.task_model import TaskModel
     from gptft.training.optim import AdamW
     from gptft.training.step import TrainStep
-
-    def rss_gb() -> float:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * 4096 / 1e9
 
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)

@@ -27,6 +27,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from graph_memory import rss_gb
 from gptft.model.layers import _TWO_SQRT_2_OVER_PI, LayerNorm, gelu_tanh
 
 SHAPES = {"scores": (2, 12, 512, 512), "mlp": (4096, 3072), "rows": (8192, 768)}
@@ -64,45 +65,47 @@ FUNCTIONS = {"softmax": softmax, "exp_log_softmax": exp_log_softmax, "gelu_cubed
 NORMS = {"layer_norm_broadcasts": BroadcastLayerNorm, "layer_norm": LayerNorm}
 
 
+class Chain(nn.Cell):
+    """`form` applied `depth` times to `x * w`, summed: every layer norm with its own weight and bias."""
+
+    def __init__(self, form: str, depth: int):
+        super().__init__()
+        self.w = Parameter(Tensor(np.float32(1.01)), name="w")
+        self.depth = depth
+        self.function = FUNCTIONS.get(form)
+        norm = NORMS.get(form)
+        self.norms = nn.CellList([norm(SHAPES["rows"][-1], 1e-5) for _ in range(depth)] if norm else [])
+
+    def construct(self, x):
+        x = x * self.w
+        if self.function is None:
+            for norm in self.norms:
+                x = norm(x)
+        else:
+            for _ in range(self.depth):
+                x = self.function(x)
+        return x.sum()
+
+
+class Gradient(nn.Cell):
+    """The gradient of `chain` with respect to its parameters."""
+
+    def __init__(self, chain: nn.Cell):
+        super().__init__()
+        self.chain = chain
+        self.params = chain.trainable_params()
+        self.grad = ops.GradOperation(get_by_list=True)
+
+    def construct(self, x):
+        return self.grad(self.chain, self.params)(x)
+
+
 def measure(form: str, depth: int, repeats: int) -> dict:
-
-    class Chain(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            self.w = Parameter(Tensor(np.float32(1.01)), name="w")
-            self.function = FUNCTIONS.get(form)
-            norm = NORMS.get(form)
-            self.norms = nn.CellList([norm(SHAPES["rows"][-1], 1e-5) for _ in range(depth)] if norm else [])
-
-        def construct(self, x):
-            x = x * self.w
-            if self.function is None:
-                for norm in self.norms:
-                    x = norm(x)
-            else:
-                for _ in range(depth):
-                    x = self.function(x)
-            return x.sum()
-
-    class Gradient(nn.Cell):
-        def __init__(self, chain):
-            super().__init__()
-            self.chain = chain
-            self.params = chain.trainable_params()
-            self.grad = ops.GradOperation(get_by_list=True)
-
-        def construct(self, x):
-            return self.grad(self.chain, self.params)(x)
-
-    def rss_gb() -> float:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * 4096 / 1e9
-
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
     shape = SHAPES[FORMS[form]]
     x = Tensor(np.random.default_rng(0).normal(0.0, 0.1, size=shape).astype(np.float32))
-    gradient = Gradient(Chain())
+    gradient = Gradient(Chain(form, depth))
     gradient.compile(x)
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     before = rss_gb()
