@@ -242,7 +242,7 @@ class LayerNorm(nn.Cell):
         variance = self.matmul(centred * centred, self.average)  # (N, 1)
         # One (N, C) factor, each row's 1/std times the weight (a product of one term per element, so
         # exact), rather than two broadcast multiplies: the gradient graph keeps two (N, C) tensors per
-        # norm instead of four, and runs faster.
+        # norm instead of four, and runs faster (docs/performance-cpu.md#graph-memory).
         scale = self.matmul(ops.rsqrt(variance + self.eps), self.weight.reshape(1, -1))
         return (centred * scale + ops.broadcast_to(self.bias, flat.shape)).reshape(x.shape)
 
@@ -254,7 +254,7 @@ def gelu_tanh(x):
     off by up to 1e-4 (tanh(-5) = -1.0000098), its `sigmoid` by under 1e-6. Element-wise rather than the
     `GeLU` kernel, which is slower inside compiled CPU graphs (docs/performance-cpu.md#operators). The
     cubic is written `x * (1 + 0.044715 x^2)`: its gradient graph keeps three tensors of x's size instead
-    of the four of `x + 0.044715 x x x`, and runs faster (docs/performance-cpu.md#graph-memory).
+    of the four of `x + 0.044715 x x x`, at about the same speed (docs/performance-cpu.md#graph-memory).
     """
     return x * ops.sigmoid(_TWO_SQRT_2_OVER_PI * (x * (1.0 + 0.044715 * ops.square(x))))
 
