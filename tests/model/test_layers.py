@@ -96,35 +96,6 @@ def test_dropout_mask_is_the_same_compiled():
     np.testing.assert_array_equal(y.ravel() != 0, reference_mask(net.drop, 0, 150))
 
 
-def test_select_dropout_compiles_no_constant_of_its_input_size(tmp_path):
-    """A compiled graph folds `zeros_like(x)` of a static shape into a constant of x's size that it holds
-    for the life of the process (the attention probabilities': (B, n_head, T, T) a layer): the dropout's
-    zeros must be computed instead. Read from the graphs MindSpore saves for the gradient of the dropout."""
-
-    class Net(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            self.drop = Dropout(0.3, select=True)
-
-        def construct(self, x, keep, cotangent):
-            return (self.drop(x, keep) * cotangent).sum()  # a cotangent input: sum()'s own is a constant
-
-    ms.set_context(mode=ms.GRAPH_MODE, save_graphs=1, save_graphs_path=str(tmp_path))
-    try:
-        net = Net()
-        net.set_train(True)
-        x = Tensor(np.ones((2, 3, 16, 16), np.float32))
-        grad = ms.value_and_grad(net, grad_position=0)(x, Tensor(net.drop.draw(x.shape)), x)[1]
-    finally:
-        ms.set_context(save_graphs=0)
-    assert grad.shape == x.shape
-    graphs = list(tmp_path.rglob("*.ir"))
-    assert graphs, "MindSpore saved no graphs to read"
-    constants = [path.name for path in graphs
-                 if "Tensor(shape=[2, 3, 16, 16], dtype=Float32, value=" in path.read_text(errors="replace")]
-    assert constants == []
-
-
 def test_dropout_applies_a_host_mask_the_same_by_select_as_by_product():
     """`select=True` (the attention probabilities' dropout) must give the values and gradients of the
     product bit for bit, with the dropped elements zero."""

@@ -127,12 +127,7 @@ class Dropout(nn.Cell):
             return x
         if keep is not None:
             if self.select:
-                kept = x * self.scale
-                # Zeros made from `kept` rather than `zeros_like(x)`: for a static shape a compiled graph
-                # folds `zeros_like` (and `ops.zeros`) into a constant tensor of x's size that it holds for
-                # the life of the process; this product is made when needed and freed. The same values
-                # and gradients bit for bit while x is finite (docs/performance-cpu.md#graph-memory).
-                return ops.select(keep, kept, ops.stop_gradient(kept) * 0.0)
+                return ops.select(keep, x * self.scale, ops.zeros_like(x))
             return x * keep.astype(x.dtype) * self.scale
         seed = self._mix(self.calls.astype(ms.uint32) * _U_MUL_A + self.key.astype(ms.uint32))
         ops.assign_add(self.calls, ops.ones((1,), ms.int32))
