@@ -8,12 +8,16 @@ bias) and compiled in GRAPH_MODE as the gradient of `sum(chain(x * w))` with res
 Each (form, depth) runs in its own process, which prints its resident set before and after the first run
 of the compiled graph. What a process keeps for the backward pass grows with the depth; the difference
 between the two depths, over the depth difference and the input's size, is how many tensors of its size
-one op keeps. The median time of a forward and backward pass is printed beside it.
+one op keeps. The same difference of what compiling the graph left resident is how many such tensors one
+op holds from compiling on (constants MindSpore folds, such as a `zeros_like` of a static shape). The
+median time of a forward and backward pass is printed beside them.
 
 The forms: MindSpore's `Softmax` against `exp(log_softmax)` (gptft's attention probabilities in training)
 on GPT-1's attention scores at 512 tokens, batch 2; the tanh GELU as gptft wrote it before
 (`x + 0.044715 x x x`) against `layers.gelu_tanh`; the CPU layer norm as gptft wrote it before (two
-broadcast multiplies) against `layers.LayerNorm`. docs/performance-cpu.md#graph-memory quotes the results.
+broadcast multiplies) against `layers.LayerNorm`; zeroing where a mask is false (the attention dropout's
+`select` with a host-made mask) with `zeros_like` (gptft's), with zeros made from the input, with a
+scalar zero, `masked_fill` and a float mask product, on the attention scores' shape. docs/performance-cpu.md#graph-memory quotes the results.
 """
 
 import argparse
@@ -35,6 +39,8 @@ FORMS = {  # name: the shape it runs on
     "softmax": "scores", "exp_log_softmax": "scores",
     "gelu_cubed": "mlp", "gelu_tanh": "mlp",
     "layer_norm_broadcasts": "rows", "layer_norm": "rows",
+    "select_zeros_like": "scores", "select_product_zero": "scores", "select_scalar_zero": "scores",
+    "masked_fill": "scores", "mask_product": "scores",
 }
 
 
@@ -61,7 +67,31 @@ def gelu_cubed(x):
     return x * ops.sigmoid(_TWO_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
 
 
-FUNCTIONS = {"softmax": softmax, "exp_log_softmax": exp_log_softmax, "gelu_cubed": gelu_cubed, "gelu_tanh": gelu_tanh}
+def select_zeros_like(x):
+    return ops.select(x > 0, x, ops.zeros_like(x))
+
+
+def select_product_zero(x):
+    """Zeros made from the input when needed instead of folded (tried for the dropout and not kept)."""
+    return ops.select(x > 0, x, ops.stop_gradient(x) * 0.0)
+
+
+def select_scalar_zero(x):
+    return ops.select(x > 0, x, 0.0)
+
+
+def masked_fill(x):
+    return ops.masked_fill(x, x <= 0, 0.0)
+
+
+def mask_product(x):
+    return x * (x > 0).astype(x.dtype)
+
+
+FUNCTIONS = {"softmax": softmax, "exp_log_softmax": exp_log_softmax, "gelu_cubed": gelu_cubed, "gelu_tanh": gelu_tanh,
+             "select_zeros_like": select_zeros_like, "select_product_zero": select_product_zero,
+             "select_scalar_zero": select_scalar_zero,
+             "masked_fill": masked_fill, "mask_product": mask_product}
 NORMS = {"layer_norm_broadcasts": BroadcastLayerNorm, "layer_norm": LayerNorm}
 
 
@@ -106,6 +136,7 @@ def measure(form: str, depth: int, repeats: int) -> dict:
     shape = SHAPES[FORMS[form]]
     x = Tensor(np.random.default_rng(0).normal(0.0, 0.1, size=shape).astype(np.float32))
     gradient = Gradient(Chain(form, depth))
+    built = rss_gb()
     gradient.compile(x)
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     before = rss_gb()
@@ -116,7 +147,8 @@ def measure(form: str, depth: int, repeats: int) -> dict:
         start = time.perf_counter()
         gradient(x)[0].asnumpy()
         times.append(time.perf_counter() - start)
-    return {"form": form, "depth": depth, "kept_gb": after - before, "ms": 1000 * float(np.median(times)),
+    return {"form": form, "depth": depth, "kept_gb": after - before, "compiled_gb": before - built,
+            "ms": 1000 * float(np.median(times)),
             "tensor_mb": float(np.prod(shape)) * 4 / 1e6}
 
 
@@ -132,7 +164,8 @@ def main(argv=None) -> None:
         print(json.dumps(measure(form, int(depth), int(repeats))))
         return
     low, high = args.depths
-    print(f"{'form':<22} {'shape':<18} {'tensors kept per op':>20} {'MB per op':>10} {'ms at depth ' + str(high):>16}")
+    print(f"{'form':<22} {'shape':<18} {'tensors kept per op':>20} {'MB per op':>10} {'held from compiling':>20} "
+          f"{'ms at depth ' + str(high):>16}")
     for form in args.forms:
         runs = {}
         for depth in (low, high):
@@ -140,9 +173,10 @@ def main(argv=None) -> None:
                                   check=True, capture_output=True, text=True)
             runs[depth] = json.loads(done.stdout.strip().splitlines()[-1])
         per_op_mb = 1000 * (runs[high]["kept_gb"] - runs[low]["kept_gb"]) / (high - low)
+        compiled_mb = 1000 * (runs[high]["compiled_gb"] - runs[low]["compiled_gb"]) / (high - low)
         shape = "x".join(map(str, SHAPES[FORMS[form]]))
         print(f"{form:<22} {shape:<18} {per_op_mb / runs[high]['tensor_mb']:>20.1f} {per_op_mb:>10.0f} "
-              f"{runs[high]['ms']:>16.1f}", flush=True)
+              f"{compiled_mb / runs[high]['tensor_mb']:>20.1f} {runs[high]['ms']:>16.1f}", flush=True)
 
 
 if __name__ == "__main__":
