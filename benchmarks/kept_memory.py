@@ -17,7 +17,8 @@ on GPT-1's attention scores at 512 tokens, batch 2; the tanh GELU as gptft wrote
 (`x + 0.044715 x x x`) against `layers.gelu_tanh`; the CPU layer norm as gptft wrote it before (two
 broadcast multiplies) against `layers.LayerNorm`; zeroing where a mask is false (the attention dropout's
 `select` with a host-made mask) with `zeros_like` (gptft's), with zeros made from the input, with a
-scalar zero, `masked_fill` and a float mask product, on the attention scores' shape. docs/performance-cpu.md#graph-memory quotes the results.
+scalar zero, `masked_fill` and a float mask product, on the attention scores' shape.
+docs/performance-cpu.md#graph-memory quotes the results.
 """
 
 import argparse
@@ -90,8 +91,7 @@ def mask_product(x):
 
 FUNCTIONS = {"softmax": softmax, "exp_log_softmax": exp_log_softmax, "gelu_cubed": gelu_cubed, "gelu_tanh": gelu_tanh,
              "select_zeros_like": select_zeros_like, "select_product_zero": select_product_zero,
-             "select_scalar_zero": select_scalar_zero,
-             "masked_fill": masked_fill, "mask_product": mask_product}
+             "select_scalar_zero": select_scalar_zero, "masked_fill": masked_fill, "mask_product": mask_product}
 NORMS = {"layer_norm_broadcasts": BroadcastLayerNorm, "layer_norm": LayerNorm}
 
 
