@@ -176,14 +176,14 @@ def named_parameters(cell: nn.Cell, weights_only: bool = False) -> dict:
     return named
 
 
-def fit_problems(params: dict, arrays: dict, allow_extra: bool = False) -> list[str]:
-    """What keeps saved `arrays` (`{name: ndarray}`) from filling `params` (`{name: Parameter}`): each
-    missing or mis-shaped tensor, and each unexpected one unless `allow_extra`. Empty when they fit."""
-    problems = [f"missing {name}" for name in params if name not in arrays]
-    problems += [f"{name} has shape {arrays[name].shape}, expected {tuple(p.shape)}"
-                 for name, p in params.items() if name in arrays and arrays[name].shape != tuple(p.shape)]
+def fit_problems(params: dict, shapes: dict, allow_extra: bool = False) -> list[str]:
+    """What keeps saved tensors of `shapes` (`{name: shape tuple}`) from filling `params` (`{name: Parameter}`):
+    each missing or mis-shaped tensor, and each unexpected one unless `allow_extra`. Empty when they fit."""
+    problems = [f"missing {name}" for name in params if name not in shapes]
+    problems += [f"{name} has shape {shapes[name]}, expected {tuple(p.shape)}"
+                 for name, p in params.items() if name in shapes and shapes[name] != tuple(p.shape)]
     if not allow_extra:
-        problems += [f"unexpected {name}" for name in arrays if name not in params]
+        problems += [f"unexpected {name}" for name in shapes if name not in params]
     return problems
 
 

@@ -165,7 +165,7 @@ def load_adapted(folder, **overrides) -> GPT:
     model.resize_token_embeddings(vocab_size)
     add_adapters(model, config, first_new_row)
     params = _adapter_parameters(model)
-    problems = fit_problems(params, arrays)
+    problems = fit_problems(params, {name: a.shape for name, a in arrays.items()})
     if problems:
         raise ModelFileError(f"{folder / ADAPTER_FILE} does not fit its base model {base}: " + "; ".join(problems[:8]))
     for name, param in params.items():

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from mindspore import Tensor
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 
 from ..errors import ConfigError, GptftError, ModelFileError
 from ..model.layers import fit_problems
@@ -141,19 +141,22 @@ def load_checkpoint(checkpoint: Path, params: dict, allow_extra: bool = False) -
 
     Every name must be present with the same shape: a checkpoint of a different model is refused whole,
     before any parameter changes. `allow_extra` loads a subset (the weights without the optimizer state).
+    Tensors are read one at a time and only those `params` names, so loading holds at most one tensor
+    beyond the model (loading the best weights after training must not need the optimizer state's size).
     """
     problem = verify(checkpoint)
     if problem:
         raise ModelFileError(f"checkpoint {checkpoint} is unusable: {problem}")
     try:
-        saved = load_file(str(checkpoint / STATE))
+        with safe_open(str(checkpoint / STATE), framework="numpy") as saved:
+            shapes = {name: tuple(saved.get_slice(name).get_shape()) for name in saved.keys()}
+            problems = fit_problems(params, shapes, allow_extra)
+            if problems:
+                raise ModelFileError(f"checkpoint {checkpoint} does not fit this model: " + "; ".join(problems[:8]))
+            for name, param in params.items():
+                param.set_data(Tensor(saved.get_tensor(name)))
     except (SafetensorError, OSError) as error:
         raise ModelFileError(f"{checkpoint / STATE}: unreadable ({error})") from None
-    problems = fit_problems(params, saved, allow_extra)
-    if problems:
-        raise ModelFileError(f"checkpoint {checkpoint} does not fit this model: " + "; ".join(problems[:8]))
-    for name, param in params.items():
-        param.set_data(Tensor(saved[name]))
     return json.loads((checkpoint / TRAINER).read_text())
 
 
