@@ -55,6 +55,41 @@ def test_a_checkpoint_of_another_model_is_refused_whole(tmp_path):
     np.testing.assert_array_equal(other["w"].asnumpy(), 0.0)  # nothing was half-loaded
 
 
+def test_loading_a_subset_reads_only_its_tensors(tmp_path, monkeypatch):
+    # Restoring the best weights after training must not read the optimizer state into memory.
+    saved = {**params(2.5), "adam_m.w": Parameter(Tensor(np.full((2, 3), 9.0, np.float32)), name="adam_m.w")}
+    path = ckpt.save_checkpoint(tmp_path, 4, saved, {})
+    read = []
+    real_open = ckpt.safe_open
+
+    class Recording:
+        def __init__(self, *args, **kwargs):
+            self.file = real_open(*args, **kwargs)
+
+        def __enter__(self):
+            self.inner = self.file.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def get_tensor(self, name):
+            read.append(name)
+            return self.inner.get_tensor(name)
+
+    monkeypatch.setattr(ckpt, "safe_open", Recording)
+    weights = {"w": Parameter(Tensor(np.zeros((2, 3), np.float32)), name="w")}
+    ckpt.load_checkpoint(path, weights, allow_extra=True)
+    assert read == ["w"]
+    np.testing.assert_array_equal(weights["w"].asnumpy(), 2.5)
+    with pytest.raises(ModelFileError, match="unexpected adam_m.w"):
+        ckpt.load_checkpoint(path, {"w": weights["w"], "count": params()["count"]})
+    assert read == ["w"]  # a refused load reads no tensor
+
+
 def test_out_of_disk_space_leaves_earlier_checkpoints_intact(tmp_path, monkeypatch):
     first = ckpt.save_checkpoint(tmp_path, 1, params(1.0), {"note": "good"})
     before = {p.name: p.read_bytes() for p in first.iterdir()}
