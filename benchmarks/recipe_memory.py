@@ -90,7 +90,7 @@ def run(command: list[str], env: dict) -> tuple[int, str, float]:
     with tempfile.TemporaryFile("w+") as output:
         child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env)
         _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
         output.seek(0)
         return child.returncode, output.read(), usage.ru_maxrss / 1e6
 
@@ -132,9 +132,9 @@ def main() -> None:
     parser.add_argument("--warm-cache", action="store_true", help="measure a second run, its graphs cached")
     args, overrides = parser.parse_known_args()
     names = [args.config] if args.config else sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
-    if len(names) > 1:  # a fresh process per config: RUSAGE_CHILDREN holds the largest child of a process
+    if len(names) > 1:  # a fresh process per config, each with its own model folder and compile cache
+        flags = ["--warm-cache"] if args.warm_cache else []
         for name in names:
-            flags = ["--warm-cache"] if args.warm_cache else []
             out = subprocess.run([sys.executable, __file__, name, *flags, *overrides], capture_output=True, text=True)
             print(out.stdout.strip() or out.stderr[-800:], flush=True)
         return
