@@ -71,12 +71,13 @@ def test_decay_applies_to_matrices_not_to_biases_or_gains():
     assert not decays(Parameter(Tensor(np.zeros(3, np.float32)), name="b"))
 
 
-def test_adam_scalars_fold_bias_correction():
-    lr_t, eps_t, decay_t = adam_scalars(1, 0.1, (0.9, 0.999), 1e-8, 0.01)
-    assert lr_t == pytest.approx(0.1 * np.sqrt(0.001) / 0.1)
-    assert eps_t == pytest.approx(1e-8 * np.sqrt(0.001))
-    assert lr_t * decay_t == pytest.approx(0.1 * 0.01)  # decoupled decay uses the undecorated lr
-    assert adam_scalars(5, 0.0)[2] == 0.0
+def test_adam_scalars_put_the_kernels_epsilon_where_adamw_has_it():
+    beta1_power, beta2_power, lr, eps_t, decay = adam_scalars(3, 0.1, (0.9, 0.999), 1e-8, 0.01)
+    assert (beta1_power, beta2_power, lr) == pytest.approx((0.9**3, 0.999**3, 0.1))
+    # The kernel divides by sqrt(v) + eps_t and scales by sqrt(1 - β2^t): eps lands beside sqrt(v̂).
+    assert eps_t / np.sqrt(1 - 0.999**3) == pytest.approx(1e-8)
+    assert decay == pytest.approx(0.1 * 0.01)  # decoupled decay: lr · wd, no bias correction
+    assert adam_scalars(5, 0.0)[4] == 0.0
 
 
 def test_schedules():
