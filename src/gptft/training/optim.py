@@ -4,8 +4,8 @@
 parameter is first shrunk by `ApplyGradientDescent(p, lr·wd, p)` (p -= lr·wd·p, the decoupled decay), then
 updated by MindSpore's `Adam` kernel, which applies the bias correction itself from β1^t and β2^t: its
 `p -= lr·sqrt(1-β2^t)/(1-β1^t) · m/(sqrt(v)+ε)` equals AdamW's `p -= lr·m̂/(sqrt(v̂)+eps)` when
-ε = eps·sqrt(1-β2^t), which `adam_scalars` passes. This pair updates GPT-1's parameters 1.6 times faster
-than the fused `AdamWeightDecay` kernel (docs/performance-cpu.md#optimizer).
+ε = eps·sqrt(1-β2^t), which `adam_scalars` passes. This pair is faster on CPU than the fused
+`AdamWeightDecay` kernel (docs/performance-cpu.md#optimizer).
 The updates run outside the gradient graph, one small graph call per segment of the parameters (a
 numbered layer's, or the rest, see `segments`); segments of the same shapes share one compiled graph, so
 a 12-block model compiles two update graphs, not one of 148 updates (docs/performance-cpu.md#compile-time).
@@ -106,8 +106,8 @@ class AdamW:
 
 def _zeros_like(params, prefix: str) -> ParameterTuple:
     """Zero-filled copies of `params` named `{prefix}.{name}`, holding their memory from the start: moments
-    made by `clone(init="zeros")` are filled in on first use, which made the first update four times slower
-    (docs/performance-cpu.md#optimizer)."""
+    made by `clone(init="zeros")` are filled in on first use, which made the first update several times
+    slower than the next (docs/performance-cpu.md#optimizer)."""
     return ParameterTuple(Parameter(Tensor(np.zeros(p.shape, dtype_to_nptype(p.dtype))), name=f"{prefix}.{p.name}")
                           for p in params)
 
