@@ -89,8 +89,8 @@ def mindspore_update(way: str, spec: dict):
 
         return update
     cell = _fused_kernel(BETAS)
-    m = [Parameter(Tensor(np.zeros(shape, np.float32)), name=f"adam_m.{n}") for n, shape in parameter_shapes(spec)]
-    v = [Parameter(Tensor(np.zeros(shape, np.float32)), name=f"adam_v.{n}") for n, shape in parameter_shapes(spec)]
+    m = [Parameter(Tensor(np.zeros_like(value)), name=f"adam_m.{n}") for n, value in zip(names, values)]
+    v = [Parameter(Tensor(np.zeros_like(value)), name=f"adam_v.{n}") for n, value in zip(names, values)]
     parts = segments(params)
     count = [0]
 
@@ -151,8 +151,9 @@ WAYS = ("gptft", "gptft-clipped", "ms-adamweightdecay", "torch-for-loop", "torch
 
 def serve(way: str, config: str) -> None:
     spec = CONFIGS[config]
-    update = (torch_update if way.startswith("torch") else mindspore_update)(way, spec)
-    with CompileClock("gptft" if not way.startswith("torch") else way) as clock:
+    framework = "torch" if way.startswith("torch") else "gptft"
+    update = (torch_update if framework == "torch" else mindspore_update)(way, spec)
+    with CompileClock(framework) as clock:
         start = time.perf_counter()
         update()
         first = time.perf_counter() - start
@@ -181,12 +182,13 @@ def main() -> None:
         return serve(*args.serve)
     ways = args.ways.split(",")
     for config in filter(None, args.configs.split(",")):
-        count = sum(math.prod(shape) for _, shape in parameter_shapes(CONFIGS[config]))
+        shapes = parameter_shapes(CONFIGS[config])
         runs = {way: [] for way in ways}
         for _ in range(args.rounds):
             for way in ways:
                 runs[way].append(measure(way, config))
-        print(f"{config}: one AdamW update of {count / 1e6:.1f}M parameters in {len(parameter_shapes(CONFIGS[config]))} tensors")
+        count = sum(math.prod(shape) for _, shape in shapes)
+        print(f"{config}: one AdamW update of {count / 1e6:.1f}M parameters in {len(shapes)} tensors")
         for way in ways:
             later = ", ".join(f"{1000 * r['median_s']:.0f}" for r in runs[way])
             first = ", ".join(f"{1000 * r['first_s']:.0f}" for r in runs[way])
