@@ -19,6 +19,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from . import hf
 from .config import GPTConfig
 from .layers import ACTIVATIONS, Dropout, LayerNorm, Linear, named_parameters
+from .shared_graph import SharedGraphCell
 
 # Added to the attention scores of future positions. Large enough that softmax gives them exactly zero
 # weight in float32, small enough to stay finite.
@@ -124,12 +125,14 @@ class MLP(nn.Cell):
         return self.dropout(self.c_proj(self.act(self.c_fc(x))), keep)
 
 
-class Block(nn.Cell):
+class Block(SharedGraphCell):
     """One transformer block.
 
     GPT-1 is post-LN: `x = ln_1(x + attn(x)); x = ln_2(x + mlp(x))`, so the residual stream is normalised
     after every add and the model needs no final norm. GPT-2 moved the norms in front of each sub-layer
     (`x = x + attn(ln_1(x))`), which keeps the residual path an identity and trains deeper stacks.
+
+    The blocks of a model that share a structure compile as one graph (`shared_graph.py`).
     """
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator):
@@ -140,7 +143,8 @@ class Block(nn.Cell):
         self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
         self.mlp = MLP(config, rng)
 
-    def construct(self, x, T, keep=None, cache=None):
+    def construct(self, x, T, keep, cache):
+        # No argument has a default, as mindspore.lazy_inline asks of a cell compiled once for its copies.
         # x: (B * T, C) rows, T tokens a sequence (see GPT.construct).
         # keep: None (masks drawn in the graph) or the (attention, attention output, MLP) keep masks.
         # cache: None, or the attention's key/value cache for generation (CausalSelfAttention.construct);
@@ -216,11 +220,11 @@ class GPT(nn.Cell):
             if keep is None:
                 x = self.drop(x)
                 for block in self.h:
-                    x = block(x, T)
+                    x = block(x, T, None, None)
             else:  # keep[0] for the embeddings, then three masks per block (see draw_keep_masks)
                 x = self.drop(x, keep[0])
                 for i, block in enumerate(self.h):
-                    x = block(x, T, keep[1 + 3 * i:4 + 3 * i])
+                    x = block(x, T, keep[1 + 3 * i:4 + 3 * i], None)
         if self.ln_f is not None:
             x = self.ln_f(x)
         x = x.reshape(-1, T, C)
