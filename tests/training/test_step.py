@@ -104,6 +104,18 @@ def test_dynamic_loss_scaling_skips_overflowing_steps_and_shrinks_the_scale(rng)
     assert float(scaler.scale_value.asnumpy()) == 2.0**9
 
 
+def test_the_gradient_norm_covers_every_segment_and_the_layers_share_one_norm_graph(rng):
+    ms.set_context(mode=ms.GRAPH_MODE)
+    step, _ = task_step(1)
+    batch = equal_length_batch(rng, 4)
+    _, grads, *_ = step.gradients(*step.inputs(batch, advance=False), *step.zeros)
+    expected = np.sqrt(sum((g.asnumpy().astype(np.float64) ** 2).sum() for g in grads))
+    _, norm = step.train_on([batch], 1, 1e-3)
+    assert norm == pytest.approx(expected, rel=1e-5)
+    assert len(step.optimizer.segments) == 3  # the rest, h.0 and h.1
+    assert [len(cell.compile_cache) for cell in step.squared_sums.values()] == [1, 1]
+
+
 def test_checkpoint_state_holds_weights_dropout_counters_and_both_moments_of_every_trained_tensor():
     step, model = task_step(1)
     state = step.checkpoint_state()

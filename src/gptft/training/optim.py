@@ -33,7 +33,7 @@ def adam_scalars(step: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, we
     return beta1**step, beta2**step, lr, eps * math.sqrt(1.0 - beta2**step), lr * weight_decay
 
 
-# Parameters per norm graph (`TrainStep`) and per update graph: GPT-1's 148 in one norm graph.
+# The most parameters in one update segment (and so in one norm graph, see `TrainStep`).
 GROUP_SIZE = 150
 
 

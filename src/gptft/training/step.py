@@ -81,7 +81,8 @@ class _Gradients(nn.Cell):
 
 
 class _SquaredSum(nn.Cell):
-    """The sum of squares of some tensors, one small graph (the gradient norm, a group at a time).
+    """The sum of squares of some tensors, one small graph (the gradient norm, an update segment at a time,
+    so the model's repeated layers share one graph as their updates do).
 
     A chain of two-input adds over flattened tensors: one `AddN` of every tensor's sum compiled about
     seven times slower, and 2-D reductions ran three times slower (docs/performance-cpu.md#compile-time).
@@ -120,7 +121,7 @@ class TrainStep:
         self.accumulate = int(accumulate)
         self.loss_scaler = loss_scaler
         self.gradients = _Gradients(loss_cell, optimizer.params, world_size, self.accumulate, loss_scaler)
-        self.squared_sums = [(start, _SquaredSum()) for start in range(0, len(optimizer.params), optimizer.group_size)]
+        self.squared_sums = {}  # the shapes of a segment's gradients -> the cell serving every segment like that
         # The running sum starts from these zeros (never written: the graph returns new tensors).
         self.zeros = [Tensor(np.zeros(p.shape, np.float32)) for p in optimizer.params] if accumulate > 1 else []
 
@@ -159,10 +160,21 @@ class TrainStep:
         running = [Tensor(shape=z.shape, dtype=z.dtype) for z in self.zeros]
         self.gradients.set_inputs(*example, *running)
 
+    def _squared_sum(self, grads) -> float:
+        """The sum of the squares of every element of `grads` (in `params` order)."""
+        total = 0.0
+        for segment in self.optimizer.segments:
+            tensors = [grads[i] for i in segment]
+            key = tuple(tuple(t.shape) for t in tensors)
+            if key not in self.squared_sums:
+                self.squared_sums[key] = _SquaredSum()
+            total += float(self.squared_sums[key](*tensors))
+        return total
+
     def compiled_graphs(self) -> int:
         """How many graphs the step has compiled so far (the gradient graph per shape, and the updates)."""
         return (len(self.gradients.compile_cache) + sum(self.optimizer.compile_cache_sizes())
-                + sum(len(cell.compile_cache) for _, cell in self.squared_sums))
+                + sum(len(cell.compile_cache) for cell in self.squared_sums.values()))
 
     def train_on(self, micro_batches, step: int, lr: float) -> tuple[dict, float]:
         """Optimizer step number `step` (1-based) at learning rate `lr` on its `accumulate` micro-batches.
@@ -176,9 +188,7 @@ class TrainStep:
         for batch in micro_batches:
             losses, running, *finite = self.gradients(*self.inputs(batch), *running)
             parts.append([float(x) for x in losses])
-        size = self.optimizer.group_size
-        squares = sum(float(cell(*running[start:start + size])) for start, cell in self.squared_sums)
-        norm = float(np.sqrt(squares)) / self.accumulate
+        norm = float(np.sqrt(self._squared_sum(running))) / self.accumulate
         if self.loss_scaler is not None:
             self.loss_scaler.adjust(finite[0])
             if not bool(finite[0]):
