@@ -1,6 +1,6 @@
 """Peak memory of the shipped configs: one optimizer step and one evaluation, each config in its own process.
 
-    python benchmarks/recipe_memory.py                       # every config in configs/
+    python benchmarks/recipe_memory.py                       # every task config in configs/ but the LoRA ones
     python benchmarks/recipe_memory.py imdb --train.grad_accum=8   # one config, with overrides
     python benchmarks/recipe_memory.py imdb --warm-cache           # a second run, its graphs in the cache
 
@@ -47,6 +47,17 @@ def imdb_folder(folder: Path, per_split: int, seed: int = 0) -> None:
                 (target / f"{i}_{7 if label == 'pos' else 2}.txt").write_text(review(rng, words) + "<br /><br />")
 
 
+# The columns of each parquet-backed config's hub dataset: row `i` from `text()`, a fresh long text.
+PARQUET_ROWS = {
+    "sst2": lambda text, i: {"sentence": text(), "label": i % 2, "idx": i},
+    "snli": lambda text, i: {"premise": text(), "hypothesis": text(), "label": i % 3},
+    "stsb": lambda text, i: {"sentence1": text(), "sentence2": text(), "label": float(i % 6), "idx": i},
+    "swag": lambda text, i: {"sent1": text(), "sent2": "He", **{f"ending{k}": text() for k in range(4)}, "label": i % 4},
+}
+# The configs this script can give data to; the LoRA configs train other models (benchmarks/lora.py).
+RECIPES = ("imdb", *PARQUET_ROWS)
+
+
 def parquet_splits(folder: Path, name: str, count: int) -> None:
     """Local parquet splits with the columns of the config's hub dataset.
 
@@ -62,15 +73,10 @@ def parquet_splits(folder: Path, name: str, count: int) -> None:
     def text():
         return review(rng, 150)
 
-    rows = {
-        "sst2": lambda i: {"sentence": text(), "label": i % 2, "idx": i},
-        "snli": lambda i: {"premise": text(), "hypothesis": text(), "label": i % 3},
-        "stsb": lambda i: {"sentence1": text(), "sentence2": text(), "label": float(i % 6), "idx": i},
-        "swag": lambda i: {"sent1": text(), "sent2": "He", **{f"ending{k}": text() for k in range(4)}, "label": i % 4},
-    }[name]
     folder.mkdir(parents=True)
     for split in ("train", "validation", "test"):
-        pq.write_table(pa.Table.from_pylist([rows(i) for i in range(count)]), folder / f"{split}.parquet")
+        table = [PARQUET_ROWS[name](text, i) for i in range(count)]
+        pq.write_table(pa.Table.from_pylist(table), folder / f"{split}.parquet")
 
 
 def gpt2_size_model(folder: Path) -> None:
@@ -131,7 +137,9 @@ def main() -> None:
     parser.add_argument("config", nargs="?", help="one config name (default: all)")
     parser.add_argument("--warm-cache", action="store_true", help="measure a second run, its graphs cached")
     args, overrides = parser.parse_known_args()
-    names = [args.config] if args.config else sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+    if args.config and args.config not in RECIPES:
+        parser.error(f"no data shaped for config {args.config!r}; choose one of {', '.join(RECIPES)}")
+    names = [args.config] if args.config else sorted(RECIPES)
     if len(names) > 1:  # a fresh process per config, each with its own model folder and compile cache
         flags = ["--warm-cache"] if args.warm_cache else []
         for name in names:
