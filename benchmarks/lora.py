@@ -1,6 +1,6 @@
 """Full fine-tuning against LoRA: peak memory and speed of a training step, GPT-1 to GPT-2 large.
 
-    python benchmarks/lora.py                           # every model, both ways (about 30 minutes on 2 cores)
+    python benchmarks/lora.py                           # every model, both ways (about 10 minutes on 2 cores)
     python benchmarks/lora.py --models gpt1 --modes lora
 
 Each (model, mode) runs in its own process: a GPT at the released shapes with random weights (the hub
