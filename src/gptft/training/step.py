@@ -121,7 +121,8 @@ class TrainStep:
         self.accumulate = int(accumulate)
         self.loss_scaler = loss_scaler
         self.gradients = _Gradients(loss_cell, optimizer.params, world_size, self.accumulate, loss_scaler)
-        self.squared_sums = {}  # the shapes of a segment's gradients -> the cell serving every segment like that
+        # One cell for every segment: it compiles a graph per set of gradient shapes, so the layers share one.
+        self.squared_sum = _SquaredSum()
         # The running sum starts from these zeros (never written: the graph returns new tensors).
         self.zeros = [Tensor(np.zeros(p.shape, np.float32)) for p in optimizer.params] if accumulate > 1 else []
 
@@ -162,19 +163,12 @@ class TrainStep:
 
     def _squared_sum(self, grads) -> float:
         """The sum of the squares of every element of `grads` (in `params` order)."""
-        total = 0.0
-        for segment in self.optimizer.segments:
-            tensors = [grads[i] for i in segment]
-            key = tuple(tuple(t.shape) for t in tensors)
-            if key not in self.squared_sums:
-                self.squared_sums[key] = _SquaredSum()
-            total += float(self.squared_sums[key](*tensors))
-        return total
+        return sum(float(self.squared_sum(*(grads[i] for i in segment))) for segment in self.optimizer.segments)
 
     def compiled_graphs(self) -> int:
         """How many graphs the step has compiled so far (the gradient graph per shape, and the updates)."""
         return (len(self.gradients.compile_cache) + sum(self.optimizer.compile_cache_sizes())
-                + sum(len(cell.compile_cache) for cell in self.squared_sums.values()))
+                + len(self.squared_sum.compile_cache))
 
     def train_on(self, micro_batches, step: int, lr: float) -> tuple[dict, float]:
         """Optimizer step number `step` (1-based) at learning rate `lr` on its `accumulate` micro-batches.
